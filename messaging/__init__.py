@@ -1,0 +1,1 @@
+"""Messaging: ordered messages, idempotent posts, read cursors, unread counts and open items."""

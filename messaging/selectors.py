@@ -1,0 +1,79 @@
+"""Messaging reads. None of them changes state: reading never moves a cursor."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
+
+from messaging import kinds
+from messaging.models import Message, ReadCursor
+from policy.identity import Actor
+from policy.roles import Op
+from threads.models import Thread
+from threads.selectors import thread_get
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    thread: Thread
+    messages: list[Message]
+    last_read_seq: int
+    unread_count: int
+    next_after_seq: int
+
+
+def cursor_position(*, thread: Thread, agent_id: str) -> int:
+    value = ReadCursor.objects.filter(thread=thread, agent_id=agent_id).values_list("last_read_seq", flat=True).first()
+    return value or 0
+
+
+def unread_count(*, thread: Thread, agent_id: str, last_read_seq: int) -> int:
+    """Messages after the cursor not sent by the reader: seqs are gapless, so this is
+    (last_seq - cursor) minus the reader's own messages after the cursor (an index range)."""
+    if thread.last_seq <= last_read_seq:
+        return 0
+    own_after = Message.objects.filter(thread=thread, sender=agent_id, seq__gt=last_read_seq).count()
+    return thread.last_seq - last_read_seq - own_after
+
+
+def message_page(*, actor: Actor, thread_id, after_seq: int | None, limit: int) -> MessagePage:
+    """Up to `limit` messages after `after_seq` (default: the caller's cursor), in seq order."""
+    thread = thread_get(actor=actor, thread_id=thread_id, op=Op.MESSAGE_READ)
+    cursor = cursor_position(thread=thread, agent_id=actor.agent_id)
+    start = cursor if after_seq is None else after_seq
+    messages = list(Message.objects.filter(thread=thread, seq__gt=start).order_by("seq")[:limit])
+    return MessagePage(
+        thread=thread,
+        messages=messages,
+        last_read_seq=cursor,
+        unread_count=unread_count(thread=thread, agent_id=actor.agent_id, last_read_seq=cursor),
+        next_after_seq=messages[-1].seq if messages else start,
+    )
+
+
+def has_messages_after(*, thread: Thread, after_seq: int) -> bool:
+    return Thread.objects.filter(pk=thread.pk, last_seq__gt=after_seq).exists()
+
+
+def open_items(*, thread: Thread) -> list[Message]:
+    return list(
+        Message.objects.filter(thread=thread, item_state__in=kinds.UNSETTLED_STATES).order_by("seq")
+    )
+
+
+def last_message_by_sender(*, thread: Thread) -> dict[str, Message]:
+    ranked = Message.objects.filter(thread=thread).annotate(
+        rank=Window(RowNumber(), partition_by=[F("sender")], order_by=F("seq").desc())
+    )
+    return {m.sender: m for m in ranked.filter(rank=1)}
+
+
+def counts_by_kind(*, thread: Thread) -> dict[str, int]:
+    rows = Message.objects.filter(thread=thread).values("kind").annotate(n=Count("id")).order_by()
+    found = {row["kind"]: row["n"] for row in rows}
+    return {kind: found.get(kind, 0) for kind in kinds.KINDS}
+
+
+def cursor_positions(*, thread: Thread) -> dict[str, int]:
+    return dict(ReadCursor.objects.filter(thread=thread).values_list("agent_id", "last_read_seq"))

@@ -1,0 +1,1 @@
+"""Orkiva: the Django project (settings, urls, the API error contract, auth wiring, health)."""

@@ -1,0 +1,177 @@
+"""The domain error family and its one REST renderer: `{"error": {code, message, details}, "request_id"}`."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+from orkiva.context import current_request_id
+
+logger = logging.getLogger("orkiva.errors")
+
+
+class DomainError(Exception):
+    """A failure a client can cause and fix: a stable machine `code`, a human message, details."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details or {}
+        self.headers = headers or {}
+        # Keyword arguments for policy.audit.audit_record, written by the renderer after the
+        # failed transaction has rolled back, so a refused attempt stays on the record.
+        self.audit = audit
+
+    def as_body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class ValidationFailed(DomainError):
+    status = 400
+    code = "validation_error"
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    code = "unauthenticated"
+
+    def __init__(self, message: str, *, code: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(
+            message,
+            code=code,
+            details=details,
+            headers={"WWW-Authenticate": f'Bearer realm="orkiva", error="invalid_token", error_description="{code}"'},
+        )
+
+
+class Forbidden(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(DomainError):
+    status = 429
+    code = "rate_limited"
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "error": {"code": code, "message": message, "details": details or {}},
+        "request_id": current_request_id(),
+    }
+
+
+# DRF's own exceptions, mapped onto stable codes (its `default_code`s are not a contract).
+_DRF_CODES: dict[type, str] = {
+    drf_exceptions.ParseError: "malformed_json",
+    drf_exceptions.UnsupportedMediaType: "unsupported_media_type",
+    drf_exceptions.MethodNotAllowed: "method_not_allowed",
+    drf_exceptions.NotAcceptable: "not_acceptable",
+    drf_exceptions.NotFound: "not_found",
+    drf_exceptions.NotAuthenticated: "missing_token",
+    drf_exceptions.AuthenticationFailed: "invalid_token",
+    drf_exceptions.PermissionDenied: "forbidden",
+    drf_exceptions.Throttled: "rate_limited",
+    drf_exceptions.ValidationError: "validation_error",
+}
+
+
+def _domain_from_drf(exc: drf_exceptions.APIException) -> DomainError:
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "bad_request")
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return ValidationFailed("The request is not valid.", details={"fields": exc.detail})
+    message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else "Request failed."
+    if isinstance(exc, drf_exceptions.ParseError):
+        message = "The request body is not valid JSON."
+    headers = {}
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        headers["WWW-Authenticate"] = f'Bearer realm="orkiva", error="invalid_token", error_description="{code}"'
+    return DomainError(message, code=code, status=exc.status_code, headers=headers)
+
+
+def to_domain_error(exc: BaseException) -> DomainError | None:
+    """Translate anything a client can cause into a DomainError; None for real bugs."""
+    if isinstance(exc, DomainError):
+        return exc
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The request body is larger than the server accepts.", code="request_too_large")
+    if isinstance(exc, Http404):
+        return NotFound("Not found.")
+    if isinstance(exc, drf_exceptions.APIException):
+        return _domain_from_drf(exc)
+    return None
+
+
+def report_error(err: DomainError) -> None:
+    """Every interface's renderer calls this once per failure: audit the refusal, count it."""
+    from orkiva import observability
+    from policy.audit import audit_refusal
+
+    if err.audit:
+        audit_refusal(err)
+    observability.record_failure(err)
+
+
+def render_domain_error(err: DomainError) -> dict[str, Any]:
+    return {"error": err.as_body(), "request_id": current_request_id()}
+
+
+def api_exception_handler(exc: BaseException, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: the only place a REST error body is shaped."""
+    err = to_domain_error(exc)
+    if err is None:
+        return None  # a bug: Django logs it and answers 500 through handler500
+    from rest_framework.views import set_rollback  # imported late: DRF's views import our auth class
+
+    set_rollback()
+    report_error(err)
+    return Response(render_domain_error(err), status=err.status, headers=err.headers)
+
+
+def json_handler404(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+
+
+def json_handler500(request) -> JsonResponse:
+    return JsonResponse(
+        error_body("internal_error", "The server failed; the request id identifies it in the logs."), status=500
+    )
+
+
+def json_handler400(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)

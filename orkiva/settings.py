@@ -1,0 +1,160 @@
+"""Orkiva's settings: every knob read from the environment here, and only here (docs/configuration.md)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A `.env` file beside manage.py is honoured for local runs; the process environment wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+ORKIVA_ENV = env.str("ORKIVA_ENV", default="development")
+if ORKIVA_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured("ORKIVA_ENV must be 'development' or 'production'")
+PRODUCTION = ORKIVA_ENV == "production"
+
+VAR_DIR = Path(env.str("ORKIVA_VAR_DIR", default=str(BASE_DIR / "var")))
+MIN_SIGNING_KEY_BYTES = 32
+
+
+def _local_signing_key(path: Path) -> str:
+    """Read the development signing key under var/, creating it once (safe when processes race)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    for _ in range(50):  # another process may be between create and write
+        key = path.read_text().strip()
+        if key:
+            return key
+        import time
+
+        time.sleep(0.01)
+    raise ImproperlyConfigured(f"signing key file {path} is empty")
+
+
+ORKIVA_SIGNING_KEY = env.str("ORKIVA_SIGNING_KEY", default="")
+if not ORKIVA_SIGNING_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "ORKIVA_SIGNING_KEY is required when ORKIVA_ENV=production (at least 32 bytes)"
+        )
+    ORKIVA_SIGNING_KEY = _local_signing_key(VAR_DIR / "signing.key")
+if len(ORKIVA_SIGNING_KEY.encode()) < MIN_SIGNING_KEY_BYTES:
+    raise ImproperlyConfigured("ORKIVA_SIGNING_KEY must be at least 32 bytes")
+
+SECRET_KEY = env.str(
+    "DJANGO_SECRET_KEY",
+    default=hashlib.sha256(b"django-secret:" + ORKIVA_SIGNING_KEY.encode()).hexdigest(),
+)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ORKIVA_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rest_framework",
+    "drf_spectacular",
+    "orkiva.apps.OrkivaConfig",
+    "policy",
+    "threads",
+    "messaging",
+    "sessions.apps.AgentSessionsConfig",
+]
+
+MIDDLEWARE = [
+    "orkiva.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "orkiva.urls"
+WSGI_APPLICATION = "orkiva.wsgi.application"
+ASGI_APPLICATION = "orkiva.asgi.application"
+APPEND_SLASH = False
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'orkiva.sqlite3'}")
+_db = environ.Env.db_url_config(DATABASE_URL)
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    if _db["NAME"] not in ("", ":memory:"):
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Concurrent writers on SQLite: take the write lock at BEGIN, wait instead of failing.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test-orkiva.sqlite3")}
+else:
+    _db["CONN_MAX_AGE"] = env.int("ORKIVA_DB_CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- HTTP and API -------------------------------------------------------------------------
+# Whole request bodies past this are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ORKIVA_MAX_REQUEST_BYTES", default=1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["orkiva.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "orkiva.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Orkiva bridge API",
+    "DESCRIPTION": "Threads, ordered messages, read cursors and agent sessions for AI coding agents.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- tokens ----------------------------------------------------------------------------------
+ORKIVA_JWT_ALGORITHM = env.str("ORKIVA_JWT_ALGORITHM", default="HS256")
+if ORKIVA_JWT_ALGORITHM not in {"HS256", "HS384", "HS512"}:
+    raise ImproperlyConfigured("ORKIVA_JWT_ALGORITHM must be one of HS256, HS384, HS512")
+ORKIVA_JWT_ISSUER = env.str("ORKIVA_JWT_ISSUER", default="orkiva")
+ORKIVA_JWT_AUDIENCE = env.str("ORKIVA_JWT_AUDIENCE", default="orkiva-bridge")
+ORKIVA_JWT_LEEWAY_SECONDS = env.int("ORKIVA_JWT_LEEWAY_SECONDS", default=5)
+ORKIVA_TOKEN_TTL_SECONDS = env.int("ORKIVA_TOKEN_TTL_SECONDS", default=900)
+ORKIVA_TOKEN_MAX_TTL_SECONDS = env.int("ORKIVA_TOKEN_MAX_TTL_SECONDS", default=86400)
+
+# --- domain limits ---------------------------------------------------------------------------
+ORKIVA_MAX_MESSAGE_BODY_CHARS = env.int("ORKIVA_MAX_MESSAGE_BODY_CHARS", default=65536)
+ORKIVA_MAX_PARTICIPANTS = env.int("ORKIVA_MAX_PARTICIPANTS", default=32)
+ORKIVA_READ_LIMIT_DEFAULT = env.int("ORKIVA_READ_LIMIT_DEFAULT", default=50)
+ORKIVA_READ_LIMIT_MAX = env.int("ORKIVA_READ_LIMIT_MAX", default=500)
+
+# --- logging -------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("ORKIVA_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False

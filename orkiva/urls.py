@@ -1,0 +1,45 @@
+"""URL map: /v1 (REST), /v1/schema (OpenAPI), /healthz and /readyz."""
+from django.urls import path
+from drf_spectacular.renderers import OpenApiJsonRenderer
+from drf_spectacular.views import SpectacularAPIView
+
+from messaging.api import AckView, MessageCollectionView
+from orkiva.health import healthz, readyz
+from policy.api import RefreshView
+from sessions.api import AgentSessionsView, HeartbeatView
+from threads.api import (
+    ThreadCollectionView,
+    ThreadDetailView,
+    ThreadParticipantsView,
+    ThreadStatusView,
+    ThreadSummaryView,
+)
+
+
+class SchemaView(SpectacularAPIView):
+    """The generated OpenAPI 3 document; public, so clients can be generated without a token."""
+
+    authentication_classes = []
+    permission_classes = []
+    renderer_classes = [OpenApiJsonRenderer]
+
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("v1/schema", SchemaView.as_view(), name="schema"),
+    path("v1/threads", ThreadCollectionView.as_view(), name="threads"),
+    path("v1/threads/<str:thread_id>", ThreadDetailView.as_view(), name="thread"),
+    path("v1/threads/<str:thread_id>/status", ThreadStatusView.as_view(), name="thread-status"),
+    path("v1/threads/<str:thread_id>/participants", ThreadParticipantsView.as_view(), name="thread-participants"),
+    path("v1/threads/<str:thread_id>/summary", ThreadSummaryView.as_view(), name="thread-summary"),
+    path("v1/threads/<str:thread_id>/messages", MessageCollectionView.as_view(), name="thread-messages"),
+    path("v1/threads/<str:thread_id>/ack", AckView.as_view(), name="thread-ack"),
+    path("v1/sessions/heartbeat", HeartbeatView.as_view(), name="session-heartbeat"),
+    path("v1/sessions/<str:agent_id>", AgentSessionsView.as_view(), name="agent-sessions"),
+    path("v1/auth/refresh", RefreshView.as_view(), name="auth-refresh"),
+]
+
+handler400 = "orkiva.errors.json_handler400"
+handler404 = "orkiva.errors.json_handler404"
+handler500 = "orkiva.errors.json_handler500"

@@ -1,0 +1,51 @@
+"""Writing the audit log: one function for changes, one for refused attempts."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from orkiva.context import current_request_id
+from policy.identity import Actor
+from policy.models import AuditEvent
+
+
+def audit_record(
+    *,
+    actor: Actor | None,
+    action: str,
+    workspace_id: str | None = None,
+    target_type: str = "",
+    target_id: str = "",
+    reason: str = "",
+    reason_code: str = "",
+    old: dict[str, Any] | None = None,
+    new: dict[str, Any] | None = None,
+    actor_id: str | None = None,
+    actor_role: str | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Append one audit row. Call it inside the write's transaction so both commit or neither."""
+    return AuditEvent.objects.create(
+        created_at=now or timezone.now(),
+        workspace_id=workspace_id if workspace_id is not None else (actor.workspace_id if actor else ""),
+        actor_id=actor_id or (actor.agent_id if actor else "system"),
+        actor_role=actor_role or (actor.role if actor else "system"),
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        reason=reason or "",
+        reason_code=reason_code,
+        request_id=current_request_id() or "",
+        old_values=old or {},
+        new_values=new or {},
+    )
+
+
+def audit_refusal(err) -> AuditEvent:
+    """Record a refused attempt (cross-workspace, claim mismatch, role denial) after its rollback."""
+    spec = dict(err.audit)
+    spec.setdefault("reason_code", err.code)
+    spec.setdefault("reason", err.message)
+    return audit_record(**spec)

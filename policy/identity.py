@@ -1,0 +1,42 @@
+"""Who is acting: the verified identity every service takes as `actor`, and identifier rules."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ROLE_PARTICIPANT = "participant"
+ROLE_COORDINATOR = "coordinator"
+ROLE_AUDITOR = "auditor"
+ROLE_OPERATOR = "operator"  # a person at the shell (manage.py orkiva_*), never in a token
+TOKEN_ROLES = (ROLE_PARTICIPANT, ROLE_COORDINATOR, ROLE_AUDITOR)
+
+# Agent, workspace and session ids: short, printable, safe in logs, tmux names and shells.
+IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
+IDENTIFIER_HELP = "1-128 characters: letters, digits and . _ : @ -, starting with a letter or digit"
+
+
+def is_identifier(value: object) -> bool:
+    return isinstance(value, str) and IDENTIFIER_RE.match(value) is not None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A verified caller. Built only from a verified token, or by an operator command."""
+
+    agent_id: str
+    workspace_id: str
+    role: str
+    session_id: str
+    jti: str | None = None
+
+    # DRF reads these off request.user: a verified actor is an authenticated user.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == ROLE_OPERATOR
+
+    @classmethod
+    def operator(cls, *, name: str, workspace_id: str) -> "Actor":
+        return cls(agent_id=f"operator:{name}", workspace_id=workspace_id, role=ROLE_OPERATOR, session_id="cli")

@@ -1,0 +1,61 @@
+"""Policy data: revoked tokens and sessions, and the append-only audit log."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class Revocation(models.Model):
+    """A revoked token (by `jti`) or every token of a session issued up to `revoked_at`."""
+
+    KIND_JTI = "jti"
+    KIND_SESSION = "session"
+    KIND_CHOICES = [(KIND_JTI, "token id"), (KIND_SESSION, "session")]
+
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES)
+    value = models.CharField(max_length=128)
+    workspace_id = models.CharField(max_length=128, blank=True, default="")
+    revoked_at = models.DateTimeField()
+    reason = models.TextField()
+    revoked_by = models.CharField(max_length=160)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "value"], name="revocation_lookup")]
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("audit events are append-only")
+
+    def delete(self):
+        raise TypeError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """One decision or change, written in the transaction that made it. Never updated or deleted."""
+
+    created_at = models.DateTimeField(db_index=True)
+    workspace_id = models.CharField(max_length=128, db_index=True)
+    actor_id = models.CharField(max_length=160)
+    actor_role = models.CharField(max_length=32)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32, blank=True, default="")
+    target_id = models.CharField(max_length=160, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    request_id = models.CharField(max_length=128, blank=True, default="")
+    old_values = models.JSONField(default=dict, blank=True)
+    new_values = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace_id", "target_type", "target_id"], name="audit_target")]
+        ordering = ["id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("audit events are append-only")

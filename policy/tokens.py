@@ -1,0 +1,130 @@
+"""The one token verification function (REST, MCP and stdio all call it) and token minting."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import jwt
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from orkiva.errors import Unauthenticated
+from policy.identity import TOKEN_ROLES, Actor, is_identifier
+from policy.models import Revocation
+
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti", "agent_id", "workspace_id", "role", "session_id")
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    jti: str
+    issued_at: datetime
+    expires_at: datetime
+
+    def as_json(self) -> dict:
+        return {"token": self.token, "jti": self.jti, "expires_at": self.expires_at.isoformat().replace("+00:00", "Z")}
+
+
+def mint_token(
+    *, agent_id: str, workspace_id: str, role: str, session_id: str, ttl_seconds: int, now: datetime | None = None
+) -> MintedToken:
+    """Sign a token. Callers validate the claims and audit (policy.services.token_issue)."""
+    issued_at = (now or timezone.now()).replace(microsecond=0)
+    expires_at = issued_at + timedelta(seconds=ttl_seconds)
+    jti = uuid.uuid4().hex
+    claims = {
+        "iss": settings.ORKIVA_JWT_ISSUER,
+        "aud": settings.ORKIVA_JWT_AUDIENCE,
+        "iat": int(issued_at.timestamp()),
+        "exp": int(expires_at.timestamp()),
+        "jti": jti,
+        "agent_id": agent_id,
+        "workspace_id": workspace_id,
+        "role": role,
+        "session_id": session_id,
+    }
+    token = jwt.encode(claims, settings.ORKIVA_SIGNING_KEY, algorithm=settings.ORKIVA_JWT_ALGORITHM)
+    return MintedToken(token=token, jti=jti, issued_at=issued_at, expires_at=expires_at)
+
+
+def _fail(code: str, message: str) -> Unauthenticated:
+    return Unauthenticated(message, code=code)
+
+
+def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
+    """Verify a bearer token and return its Actor, or raise Unauthenticated with a distinct code."""
+    if not raw:
+        raise _fail("missing_token", "An Authorization: Bearer <token> header is required.")
+    try:
+        header = jwt.get_unverified_header(raw)
+    except jwt.DecodeError:
+        raise _fail("malformed_token", "The bearer token is not a well-formed JWT.") from None
+    # The algorithm is pinned by settings; the token's header never chooses it (no `none`, no swaps).
+    if header.get("alg") != settings.ORKIVA_JWT_ALGORITHM:
+        raise _fail("unsupported_algorithm", f"Tokens must be signed with {settings.ORKIVA_JWT_ALGORITHM}.")
+    moment = now or timezone.now()
+    try:
+        claims = jwt.decode(
+            raw,
+            settings.ORKIVA_SIGNING_KEY,
+            algorithms=[settings.ORKIVA_JWT_ALGORITHM],
+            audience=settings.ORKIVA_JWT_AUDIENCE,
+            issuer=settings.ORKIVA_JWT_ISSUER,
+            leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
+            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise _fail("invalid_signature", "The token's signature does not verify.") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise _fail("missing_claim", f"The token lacks the required claim {exc.claim!r}.") from None
+    except jwt.InvalidAudienceError:
+        raise _fail("invalid_audience", "The token was issued for another audience.") from None
+    except jwt.InvalidIssuerError:
+        raise _fail("invalid_issuer", "The token was issued by another issuer.") from None
+    except jwt.ImmatureSignatureError:
+        raise _fail("token_not_yet_valid", "The token's issue time is in the future.") from None
+    except jwt.InvalidTokenError:
+        raise _fail("malformed_token", "The bearer token could not be decoded.") from None
+
+    # Expiry is checked against our clock (passable in tests), not PyJWT's.
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp + settings.ORKIVA_JWT_LEEWAY_SECONDS <= moment.timestamp():
+        raise _fail("token_expired", "The token has expired; request a fresh one.")
+    for name in ("agent_id", "workspace_id", "session_id", "jti"):
+        if not is_identifier(claims.get(name)):
+            raise _fail("invalid_claims", f"The token's {name!r} claim is not a valid identifier.")
+    if claims.get("role") not in TOKEN_ROLES:
+        raise _fail("invalid_claims", "The token's 'role' claim is not a known role.")
+
+    iat = claims["iat"]
+    revoked = Revocation.objects.filter(
+        Q(kind=Revocation.KIND_JTI, value=claims["jti"])
+        | Q(
+            kind=Revocation.KIND_SESSION,
+            value=claims["session_id"],
+            workspace_id=claims["workspace_id"],
+            revoked_at__gte=datetime.fromtimestamp(iat, tz=dt_timezone.utc),
+        )
+    ).exists()
+    if revoked:
+        raise _fail("token_revoked", "The token has been revoked.")
+    return Actor(
+        agent_id=claims["agent_id"],
+        workspace_id=claims["workspace_id"],
+        role=claims["role"],
+        session_id=claims["session_id"],
+        jti=claims["jti"],
+    )
+
+
+def bearer_from_header(value: str | None) -> str | None:
+    """The token in an `Authorization: Bearer <token>` header value; raises on other schemes."""
+    if not value:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _fail("malformed_token", "The Authorization header must be 'Bearer <token>'.")
+    return token.strip()

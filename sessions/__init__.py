@@ -1,0 +1,1 @@
+"""Agent sessions: the latest resumable session per agent and workspace, kept alive by heartbeats."""

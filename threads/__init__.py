@@ -1,0 +1,1 @@
+"""Threads: lifecycle, participants, the status state machine and the summary."""

@@ -1,0 +1,45 @@
+"""Thread data: a thread, its participants, its status and its message counter."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+from threads import transitions
+
+
+class Thread(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=64)
+    title = models.CharField(max_length=300)
+    status = models.CharField(
+        max_length=16, choices=[(s, s) for s in transitions.STATUSES], default=transitions.OPEN
+    )
+    status_changed_at = models.DateTimeField()
+    status_reason = models.TextField(blank=True, default="")
+    status_reason_code = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.CharField(max_length=160)
+    # The highest allocated message seq; bumped under this row's lock in the insert's transaction.
+    last_seq = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["workspace_id", "-updated_at"], name="thread_ws_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=transitions.STATUSES), name="thread_status_known"
+            )
+        ]
+
+
+class Participant(models.Model):
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="participants")
+    agent_id = models.CharField(max_length=128)
+    added_at = models.DateTimeField()
+    added_by = models.CharField(max_length=160)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["thread", "agent_id"], name="participant_unique")]
+        indexes = [models.Index(fields=["agent_id"], name="participant_agent")]

@@ -1,0 +1,90 @@
+"""Thread reads: the workspace-guarded lookup (with or without the row lock), lists, the summary."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from orkiva.errors import NotFound
+from policy.identity import Actor
+from policy.roles import Op, Scope, authorize, scope_for
+from threads.models import Participant, Thread
+
+
+def _parse_thread_id(thread_id: Any) -> uuid.UUID | None:
+    if isinstance(thread_id, uuid.UUID):
+        return thread_id
+    try:
+        return uuid.UUID(str(thread_id))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _not_found(actor: Actor, thread_id: Any, *, other_workspace: bool) -> NotFound:
+    audit = None
+    if other_workspace:
+        audit = {
+            "actor": actor,
+            "action": "workspace.denied",
+            "target_type": "thread",
+            "target_id": str(thread_id),
+            "reason_code": "cross_workspace",
+            "reason": "Attempt to reach a thread of another workspace.",
+        }
+    # Same code and message either way: another workspace's thread is indistinguishable from none.
+    return NotFound("No such thread.", code="thread_not_found", details={"thread_id": str(thread_id)}, audit=audit)
+
+
+def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> Thread:
+    """The thread `thread_id` in the actor's workspace, authorized for `op`.
+
+    With lock=True the row is locked (select_for_update) and the caller must be inside a
+    transaction: this is the only place a Thread row is locked.
+    """
+    pk = _parse_thread_id(thread_id)
+    if pk is None:
+        raise _not_found(actor, thread_id, other_workspace=False)
+    queryset = Thread.objects.filter(pk=pk, workspace_id=actor.workspace_id)
+    if lock:
+        queryset = queryset.select_for_update()
+    thread = queryset.first()
+    if thread is None:
+        raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
+    if scope_for(actor, op) is Scope.MEMBER:
+        authorize(actor, op, participants=participant_ids(thread), target=str(thread.pk))
+    else:
+        authorize(actor, op, target=str(thread.pk))
+    return thread
+
+
+def participant_ids(thread: Thread) -> frozenset[str]:
+    cached = getattr(thread, "_participant_ids", None)
+    if cached is None:
+        cached = frozenset(Participant.objects.filter(thread=thread).values_list("agent_id", flat=True))
+        thread._participant_ids = cached
+    return cached
+
+
+def participant_list(thread: Thread) -> list[str]:
+    return sorted(participant_ids(thread))
+
+
+def thread_list(
+    *, actor: Actor, status: str | None = None, participant: str | None = None, limit: int, offset: int
+) -> tuple[list[Thread], int]:
+    """Threads of the actor's workspace the actor may see, most recently updated first, and the total."""
+    scope = authorize(actor, Op.THREAD_LIST)
+    queryset = Thread.objects.filter(workspace_id=actor.workspace_id)
+    if scope is Scope.MEMBER:
+        queryset = queryset.filter(participants__agent_id=actor.agent_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    if participant:
+        queryset = queryset.filter(participants__agent_id=participant)
+    total = queryset.count()
+    threads = list(queryset.order_by("-updated_at", "pk")[offset : offset + limit])
+    by_thread: dict[uuid.UUID, set[str]] = {t.pk: set() for t in threads}
+    for thread_pk, agent_id in Participant.objects.filter(thread__in=threads).values_list("thread_id", "agent_id"):
+        by_thread[thread_pk].add(agent_id)
+    for thread in threads:
+        thread._participant_ids = frozenset(by_thread[thread.pk])
+    return threads, total

@@ -1,0 +1,186 @@
+"""Thread writes: create, change status, manage participants. Each audited in its transaction."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from messaging.services import cursors_create, status_message_append
+from orkiva.errors import Conflict, Forbidden, ValidationFailed
+from policy.audit import audit_record
+from policy.identity import IDENTIFIER_HELP, ROLE_PARTICIPANT, Actor, is_identifier
+from policy.roles import Op, authorize
+from threads import transitions
+from threads.models import Participant, Thread
+from threads.selectors import participant_list, thread_get
+
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+TITLE_MAX = 300
+
+
+def check_thread_input(*, title: str, type: str, participants: list[str]) -> list[str]:
+    """Validate a new thread's fields; return its participants de-duplicated in order."""
+    errors: dict[str, str] = {}
+    if not title.strip():
+        errors["title"] = "must not be blank"
+    elif len(title) > TITLE_MAX:
+        errors["title"] = f"at most {TITLE_MAX} characters"
+    if not TYPE_RE.match(type):
+        errors["type"] = "a lowercase slug: a-z, 0-9, _ and -, starting with a letter, at most 64"
+    unique = list(dict.fromkeys(participants))
+    if not unique:
+        errors["participants"] = "at least one agent id"
+    elif len(unique) > settings.ORKIVA_MAX_PARTICIPANTS:
+        errors["participants"] = f"at most {settings.ORKIVA_MAX_PARTICIPANTS} agent ids"
+    elif not all(is_identifier(p) for p in unique):
+        errors["participants"] = f"each agent id: {IDENTIFIER_HELP}"
+    if errors:
+        raise ValidationFailed("The thread is not valid.", details={"fields": errors})
+    return unique
+
+
+@transaction.atomic
+def thread_create(
+    *, actor: Actor, title: str, type: str, participants: list[str], now: datetime | None = None
+) -> Thread:
+    authorize(actor, Op.THREAD_CREATE)
+    agent_ids = check_thread_input(title=title, type=type, participants=participants)
+    moment = now or timezone.now()
+    thread = Thread.objects.create(
+        workspace_id=actor.workspace_id,
+        type=type,
+        title=title.strip(),
+        status=transitions.OPEN,
+        status_changed_at=moment,
+        created_by=actor.agent_id,
+        created_at=moment,
+        updated_at=moment,
+    )
+    Participant.objects.bulk_create(
+        [Participant(thread=thread, agent_id=a, added_at=moment, added_by=actor.agent_id) for a in agent_ids]
+    )
+    cursors_create(thread=thread, agent_ids=agent_ids, now=moment)
+    thread._participant_ids = frozenset(agent_ids)
+    audit_record(
+        actor=actor,
+        action="thread.create",
+        target_type="thread",
+        target_id=str(thread.pk),
+        new={"title": thread.title, "type": type, "participants": agent_ids, "status": thread.status},
+        now=moment,
+    )
+    return thread
+
+
+def check_transition(*, actor: Actor, thread: Thread, target: str, reason: str) -> None:
+    current = thread.status
+    if target not in transitions.STATUSES:
+        raise ValidationFailed(
+            f"Unknown status {target!r}.", details={"fields": {"status": list(transitions.STATUSES)}}
+        )
+    if target == current:
+        raise Conflict(
+            f"The thread is already {current}.",
+            code="invalid_transition",
+            details={"from": current, "to": target, "allowed": list(transitions.allowed_targets(current))},
+        )
+    if target not in transitions.allowed_targets(current):
+        raise Conflict(
+            f"A thread cannot move from {current} to {target}.",
+            code="invalid_transition",
+            details={"from": current, "to": target, "allowed": list(transitions.allowed_targets(current))},
+        )
+    if transitions.needs_authority(current, target):
+        if actor.role == ROLE_PARTICIPANT:
+            raise Forbidden(
+                f"Moving a thread from {current} to {target} needs a coordinator or an operator.",
+                code="forbidden_transition",
+                details={"from": current, "to": target},
+                audit={
+                    "actor": actor,
+                    "action": "thread.transition.denied",
+                    "target_type": "thread",
+                    "target_id": str(thread.pk),
+                    "old": {"status": current},
+                    "new": {"status": target},
+                },
+            )
+        if not reason.strip():
+            raise ValidationFailed(
+                f"Moving a thread from {current} to {target} needs a reason.", code="reason_required"
+            )
+
+
+@transaction.atomic
+def thread_transition(
+    *,
+    actor: Actor,
+    thread_id,
+    status: str,
+    reason: str = "",
+    reason_code: str = "",
+    now: datetime | None = None,
+) -> Thread:
+    """Change a thread's status under its row lock; record it as a `status` message and an audit row."""
+    thread = thread_get(actor=actor, thread_id=thread_id, op=Op.THREAD_TRANSITION, lock=True)
+    check_transition(actor=actor, thread=thread, target=status, reason=reason)
+    moment = now or timezone.now()
+    old = thread.status
+    thread.status, thread.status_changed_at = status, moment
+    thread.status_reason, thread.status_reason_code = reason.strip(), reason_code
+    thread.save(update_fields=["status", "status_changed_at", "status_reason", "status_reason_code"])
+    status_message_append(thread=thread, actor=actor, old=old, new=status, reason=reason.strip(), now=moment)
+    audit_record(
+        actor=actor,
+        action="thread.transition",
+        target_type="thread",
+        target_id=str(thread.pk),
+        reason=reason.strip(),
+        reason_code=reason_code,
+        old={"status": old},
+        new={"status": status},
+        now=moment,
+    )
+    return thread
+
+
+@transaction.atomic
+def participants_change(
+    *, actor: Actor, thread_id, add: list[str], remove: list[str], reason: str = "", now: datetime | None = None
+) -> Thread:
+    """Add and remove participants (coordinators). New participants start with a cursor at 0."""
+    thread = thread_get(actor=actor, thread_id=thread_id, op=Op.PARTICIPANTS_MANAGE, lock=True)
+    bad = [a for a in [*add, *remove] if not is_identifier(a)]
+    if bad or not (add or remove):
+        raise ValidationFailed(
+            "Name agent ids to add or remove.", details={"fields": {"add": IDENTIFIER_HELP, "remove": IDENTIFIER_HELP}}
+        )
+    before = participant_list(thread)
+    after = sorted((set(before) | set(add)) - set(remove))
+    if not after:
+        raise ValidationFailed("A thread keeps at least one participant.", code="participants_empty")
+    if len(after) > settings.ORKIVA_MAX_PARTICIPANTS:
+        raise ValidationFailed(f"At most {settings.ORKIVA_MAX_PARTICIPANTS} participants.")
+    moment = now or timezone.now()
+    added = [a for a in after if a not in before]
+    Participant.objects.bulk_create(
+        [Participant(thread=thread, agent_id=a, added_at=moment, added_by=actor.agent_id) for a in added]
+    )
+    Participant.objects.filter(thread=thread, agent_id__in=set(remove)).delete()
+    cursors_create(thread=thread, agent_ids=added, now=moment)
+    Thread.objects.filter(pk=thread.pk).update(updated_at=moment)
+    thread._participant_ids = frozenset(after)
+    audit_record(
+        actor=actor,
+        action="thread.participants",
+        target_type="thread",
+        target_id=str(thread.pk),
+        reason=reason,
+        old={"participants": before},
+        new={"participants": after},
+        now=moment,
+    )
+    return thread
