@@ -14,6 +14,10 @@ class Message(models.Model):
     kind = models.CharField(max_length=16, choices=[(k, k) for k in kinds.KINDS])
     body = models.TextField()
     in_reply_to = models.PositiveBigIntegerField(null=True, blank=True)
+    # This message is the sender's n-th in the thread. Unread counts subtract a reader's own
+    # messages after its cursor as (ordinal of its latest) - (ordinal at the cursor): two
+    # index probes, whatever the thread's length.
+    sender_ordinal = models.PositiveBigIntegerField()
     # For findings and questions: open / addressed / resolved / answered. Empty for other kinds.
     item_state = models.CharField(max_length=16, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

@@ -87,12 +87,16 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
             idempotency_key: str | None, request_hash: str, now: datetime) -> Message:
     """Allocate the next seq and insert. The caller holds the thread row's lock."""
     seq = thread.last_seq + 1
+    previous_ordinal = (
+        Message.objects.filter(thread=thread, sender=sender).order_by("-seq").values_list("sender_ordinal", flat=True).first()
+    )
     Thread.objects.filter(pk=thread.pk).update(last_seq=seq, updated_at=now)
     thread.last_seq, thread.updated_at = seq, now
     message = Message.objects.create(
         thread=thread,
         seq=seq,
         sender=sender,
+        sender_ordinal=(previous_ordinal or 0) + 1,
         kind=kind,
         body=body,
         in_reply_to=in_reply_to,
