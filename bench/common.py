@@ -1,0 +1,168 @@
+"""Shared benchmark plumbing: a dedicated PostgreSQL database, a production-configured bridge,
+tokens, percentiles, and a results table + JSON file. Benchmarks are run by hand, never by tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/orkiva_bench"
+
+
+def database_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG)
+
+
+def setup_django() -> None:
+    """Point Django at the benchmark database (created and migrated if needed)."""
+    url = database_url()
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orkiva.settings")
+    sys.path.insert(0, str(REPO))
+    _ensure_database(url)
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _ensure_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def reset_tables() -> None:
+    """Empty the domain tables between runs (the audit trigger forbids DELETE, TRUNCATE is allowed)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE messaging_message, messaging_readcursor, threads_participant, threads_thread, "
+            "policy_auditevent RESTART IDENTITY CASCADE"
+        )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def bridge(workers: int | None = None, threads: int | None = None, extra_env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The bridge under gunicorn with infra/gunicorn.conf.py, as production runs it."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), **(extra_env or {})}
+    command = [sys.executable, "-m", "gunicorn", "orkiva.wsgi:application", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{port}"]
+    if workers:
+        command += ["--workers", str(workers)]
+    if threads:
+        command += ["--threads", str(threads)]
+    log = open(RESULTS / f"bridge-{port}.log", "w") if RESULTS.exists() else subprocess.DEVNULL
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("bridge did not start")
+        time.sleep(0.1)
+    try:
+        yield url, process
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=20)
+
+
+def worker_peak_rss_kib(master: subprocess.Popen) -> dict[int, int]:
+    """Peak RSS (VmHWM) of each gunicorn worker under `master`."""
+    peaks: dict[int, int] = {}
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            status = (child / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(master.pid) and "VmHWM" in fields:
+            peaks[int(child.name)] = int(fields["VmHWM"].split()[0])
+    return peaks
+
+
+def token(agent_id: str, workspace_id: str, role: str = "participant", ttl: int = 3600) -> str:
+    from policy.tokens import mint_token
+
+    return mint_token(agent_id=agent_id, workspace_id=workspace_id, role=role, session_id=f"bench-{agent_id}",
+                      ttl_seconds=ttl).token
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summarize(latencies_s: list[float], elapsed_s: float) -> dict:
+    return {
+        "requests": len(latencies_s),
+        "throughput_per_s": round(len(latencies_s) / elapsed_s, 1) if elapsed_s else 0.0,
+        "p50_ms": round(percentile(latencies_s, 50) * 1000, 2),
+        "p99_ms": round(percentile(latencies_s, 99) * 1000, 2),
+    }
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print(f"\n{title}")
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{name}-{stamp}.json"
+    payload = {
+        "benchmark": name,
+        "at": stamp,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"\nresults written to {path.relative_to(REPO)}")
+    return path

@@ -1,0 +1,165 @@
+"""post_message throughput and latency over REST, as a ratio to the database ceiling.
+
+The ceiling is the same transaction a post makes (lock the thread row, bump last_seq,
+insert the message) issued straight through psycopg by the same number of clients, in
+the same run, on the same PostgreSQL. Run by hand:
+
+    .venv/bin/python bench/posts.py [--clients 1,8,32] [--seconds 10] [--threads 64]
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/orkiva_bench).
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+import uuid
+
+import common
+
+WORKSPACE = "bench"
+# Policy controls would (correctly) stop a benchmark that posts thousands of turns without progress.
+BRIDGE_ENV = {
+    "ORKIVA_RATE_LIMIT_THREAD": "100000000",
+    "ORKIVA_RATE_LIMIT_WORKSPACE": "100000000",
+    "ORKIVA_LOOP_THRESHOLD_TURNS": "100000000",
+    "ORKIVA_NO_PROGRESS_BLOCK_TURNS": "100000000",
+    "ORKIVA_LOG_LEVEL": "WARNING",
+}
+
+
+def make_threads(count: int, agents: list[str]) -> list[str]:
+    from policy.identity import Actor
+    from threads.services import thread_create
+
+    coordinator = Actor(agent_id="bench-coordinator", workspace_id=WORKSPACE, role="coordinator", session_id="bench")
+    return [
+        str(thread_create(actor=coordinator, title=f"bench {i}", type="bench", participants=agents).pk)
+        for i in range(count)
+    ]
+
+
+def run_clients(clients: int, seconds: float, work) -> tuple[list[float], float, int]:
+    """Run `work(client_index, stop_at, latencies, errors)` in `clients` threads; gather latencies."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start_barrier = threading.Barrier(clients + 1)
+    stop_at_box: list[float] = []
+
+    def body(index: int) -> None:
+        start_barrier.wait()
+        work(index, stop_at_box[0], latencies[index], errors)
+
+    workers = [threading.Thread(target=body, args=(i,)) for i in range(clients)]
+    for w in workers:
+        w.start()
+    stop_at_box.append(time.monotonic() + seconds)
+    started = time.monotonic()
+    start_barrier.wait()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - started
+    return [x for lane in latencies for x in lane], elapsed, sum(errors)
+
+
+def ceiling(clients: int, seconds: float, thread_ids: list[str]):
+    import psycopg
+
+    url = common.database_url()
+
+    def work(index, stop_at, lat, errors):
+        sender = f"agent-{index}"
+        with psycopg.connect(url) as conn:
+            while time.monotonic() < stop_at:
+                tid = random.choice(thread_ids)
+                t0 = time.perf_counter()
+                try:
+                    with conn.transaction():
+                        (last_seq,) = conn.execute(
+                            "SELECT last_seq FROM threads_thread WHERE id = %s FOR UPDATE", (tid,)
+                        ).fetchone()
+                        conn.execute(
+                            "UPDATE threads_thread SET last_seq = %s, updated_at = now() WHERE id = %s",
+                            (last_seq + 1, tid),
+                        )
+                        conn.execute(
+                            "INSERT INTO messaging_message (thread_id, seq, sender, kind, body, in_reply_to, "
+                            "item_state, idempotency_key, request_hash, created_at) "
+                            "VALUES (%s, %s, %s, 'message', %s, NULL, '', %s, '', now())",
+                            (tid, last_seq + 1, sender, "ceiling message body", uuid.uuid4().hex),
+                        )
+                except psycopg.Error:
+                    errors[index] += 1
+                    continue
+                lat.append(time.perf_counter() - t0)
+
+    return run_clients(clients, seconds, work)
+
+
+def rest(clients: int, seconds: float, thread_ids: list[str], url: str):
+    import httpx
+
+    tokens = [common.token(f"agent-{i}", WORKSPACE) for i in range(clients)]
+
+    def work(index, stop_at, lat, errors):
+        headers = {"Authorization": f"Bearer {tokens[index]}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            while time.monotonic() < stop_at:
+                tid = random.choice(thread_ids)
+                t0 = time.perf_counter()
+                response = client.post(
+                    f"/v1/threads/{tid}/messages",
+                    json={"body": "bench message body", "idempotency_key": uuid.uuid4().hex},
+                )
+                if response.status_code != 201:
+                    errors[index] += 1
+                    continue
+                lat.append(time.perf_counter() - t0)
+
+    return run_clients(clients, seconds, work)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=64, help="threads to spread posts over")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: infra config)")
+    parser.add_argument("--gthreads", type=int, default=None, help="gunicorn threads per worker")
+    args = parser.parse_args()
+    common.setup_django()
+    client_counts = [int(c) for c in args.clients.split(",")]
+    agents = [f"agent-{i}" for i in range(max(client_counts))]
+
+    rows = []
+    with common.bridge(args.workers, args.gthreads, extra_env=BRIDGE_ENV) as (url, master):
+        for layout in ("spread", "hot"):
+            for clients in client_counts:
+                common.reset_tables()
+                spread = make_threads(args.threads, agents)
+                targets = spread if layout == "spread" else spread[:1]
+                c_lat, c_elapsed, c_err = ceiling(clients, args.seconds, targets)
+                r_lat, r_elapsed, r_err = rest(clients, args.seconds, targets, url)
+                c, r = common.summarize(c_lat, c_elapsed), common.summarize(r_lat, r_elapsed)
+                rows.append({
+                    "layout": layout if layout == "hot" else f"{args.threads} threads",
+                    "clients": clients,
+                    "ceiling_per_s": c["throughput_per_s"],
+                    "rest_per_s": r["throughput_per_s"],
+                    "ratio": round(r["throughput_per_s"] / c["throughput_per_s"], 3) if c["throughput_per_s"] else None,
+                    "ceiling_p50_ms": c["p50_ms"],
+                    "ceiling_p99_ms": c["p99_ms"],
+                    "rest_p50_ms": r["p50_ms"],
+                    "rest_p99_ms": r["p99_ms"],
+                    "errors": c_err + r_err,
+                })
+                common.print_table("post_message: REST vs psycopg ceiling", rows[-1:])
+        rss = common.worker_peak_rss_kib(master)
+    common.print_table("post_message: REST vs psycopg ceiling (all)", rows)
+    print(f"\npeak RSS of bridge workers (KiB): {rss}")
+    common.write_results("posts", {"seconds": args.seconds, "rows": rows, "worker_peak_rss_kib": rss})
+
+
+if __name__ == "__main__":
+    main()
