@@ -79,18 +79,26 @@ def ceiling(clients: int, seconds: float, thread_ids: list[str]):
                         (last_seq,) = conn.execute(
                             "SELECT last_seq FROM threads_thread WHERE id = %s FOR UPDATE", (tid,)
                         ).fetchone()
+                        previous = conn.execute(
+                            "SELECT sender_ordinal FROM messaging_message WHERE thread_id = %s AND sender = %s "
+                            "ORDER BY seq DESC LIMIT 1",
+                            (tid, sender),
+                        ).fetchone()
                         conn.execute(
                             "UPDATE threads_thread SET last_seq = %s, updated_at = now() WHERE id = %s",
                             (last_seq + 1, tid),
                         )
                         conn.execute(
-                            "INSERT INTO messaging_message (thread_id, seq, sender, kind, body, in_reply_to, "
-                            "item_state, idempotency_key, request_hash, created_at) "
-                            "VALUES (%s, %s, %s, 'message', %s, NULL, '', %s, '', now())",
-                            (tid, last_seq + 1, sender, "ceiling message body", uuid.uuid4().hex),
+                            "INSERT INTO messaging_message (thread_id, seq, sender, sender_ordinal, kind, body, "
+                            "in_reply_to, item_state, idempotency_key, request_hash, created_at) "
+                            "VALUES (%s, %s, %s, %s, 'message', %s, NULL, '', %s, '', now())",
+                            (tid, last_seq + 1, sender, (previous[0] if previous else 0) + 1,
+                             "ceiling message body", uuid.uuid4().hex),
                         )
-                except psycopg.Error:
+                except psycopg.Error as exc:
                     errors[index] += 1
+                    if errors[index] == 1:
+                        print(f"ceiling client {index}: {exc}")
                     continue
                 lat.append(time.perf_counter() - t0)
 
@@ -114,6 +122,8 @@ def rest(clients: int, seconds: float, thread_ids: list[str], url: str):
                 )
                 if response.status_code != 201:
                     errors[index] += 1
+                    if errors[index] == 1:
+                        print(f"rest client {index}: {response.status_code} {response.text[:200]}")
                     continue
                 lat.append(time.perf_counter() - t0)
 
