@@ -169,7 +169,16 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,
         idempotency_key=idempotency_key, request_hash=request_hash, now=now or timezone.now(),
     )
+    _auto_wake_on_commit(thread_id=thread.pk, sender=actor.agent_id)
     return PostResult(message=message, replay=False)
+
+
+def _auto_wake_on_commit(*, thread_id, sender: str) -> None:
+    """The supervisor's auto-wake rule runs once the post is committed (never on replays or acks);
+    its failure is logged and never fails the post."""
+    from supervisor.services import wakes_for_post
+
+    transaction.on_commit(lambda: wakes_for_post(thread_id=thread_id, sender=sender), robust=True)
 
 
 def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, reason: str, now: datetime) -> Message:

@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "threads",
     "messaging",
     "sessions.apps.AgentSessionsConfig",
+    "django_q",
+    "supervisor.apps.SupervisorConfig",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +145,96 @@ ORKIVA_MAX_MESSAGE_BODY_CHARS = env.int("ORKIVA_MAX_MESSAGE_BODY_CHARS", default
 ORKIVA_MAX_PARTICIPANTS = env.int("ORKIVA_MAX_PARTICIPANTS", default=32)
 ORKIVA_READ_LIMIT_DEFAULT = env.int("ORKIVA_READ_LIMIT_DEFAULT", default=50)
 ORKIVA_READ_LIMIT_MAX = env.int("ORKIVA_READ_LIMIT_MAX", default=500)
+
+# --- supervisor -------------------------------------------------------------------------------
+# The wake chain (docs/supervisor.md). Every number the backlog names is a setting here.
+ORKIVA_PUBLIC_URL = env.str("ORKIVA_PUBLIC_URL", default="http://127.0.0.1:8000")
+ORKIVA_TMUX_SOCKET = env.str("ORKIVA_TMUX_SOCKET", default="orkiva")
+ORKIVA_TMUX_CONFIG = env.str("ORKIVA_TMUX_CONFIG", default="")
+ORKIVA_TMUX_SESSION_PREFIX = env.str("ORKIVA_TMUX_SESSION_PREFIX", default="orkiva")
+ORKIVA_SUPERVISOR_HOST = env.str("ORKIVA_SUPERVISOR_HOST", default="")  # empty: socket.gethostname()
+ORKIVA_RUNTIME_TOKEN_TTL_SECONDS = env.int("ORKIVA_RUNTIME_TOKEN_TTL_SECONDS", default=ORKIVA_TOKEN_TTL_SECONDS)
+ORKIVA_RUNTIME_IDLE_SECONDS = env.int("ORKIVA_RUNTIME_IDLE_SECONDS", default=300)
+ORKIVA_RUNTIME_EXPIRE_SECONDS = env.int("ORKIVA_RUNTIME_EXPIRE_SECONDS", default=43200)
+ORKIVA_WAKE_AUTO = env.bool("ORKIVA_WAKE_AUTO", default=True)
+ORKIVA_WAKE_QUIET_WINDOW_SECONDS = env.float("ORKIVA_WAKE_QUIET_WINDOW_SECONDS", default=20)
+ORKIVA_WAKE_RECHECK_SECONDS = env.float("ORKIVA_WAKE_RECHECK_SECONDS", default=5)
+ORKIVA_WAKE_MAX_DEFER_SECONDS = env.float("ORKIVA_WAKE_MAX_DEFER_SECONDS", default=60)
+ORKIVA_WAKE_QUEUE_TTL_SECONDS = env.float("ORKIVA_WAKE_QUEUE_TTL_SECONDS", default=3600)
+ORKIVA_WAKE_ACK_TIMEOUT_SECONDS = env.float("ORKIVA_WAKE_ACK_TIMEOUT_SECONDS", default=120)
+ORKIVA_WAKE_ACK_POLL_SECONDS = env.float("ORKIVA_WAKE_ACK_POLL_SECONDS", default=2)
+ORKIVA_WAKE_INJECT_ATTEMPTS = env.int("ORKIVA_WAKE_INJECT_ATTEMPTS", default=2)
+ORKIVA_WAKE_INJECT_BACKOFF_SECONDS = env.float("ORKIVA_WAKE_INJECT_BACKOFF_SECONDS", default=5)
+ORKIVA_WAKE_RESUME_ATTEMPTS = env.int("ORKIVA_WAKE_RESUME_ATTEMPTS", default=2)
+ORKIVA_WAKE_RESUME_BACKOFF_SECONDS = env.float("ORKIVA_WAKE_RESUME_BACKOFF_SECONDS", default=10)
+ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS = env.int("ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS", default=12 * 3600)
+ORKIVA_WAKE_COMMAND_TIMEOUT_SECONDS = env.float("ORKIVA_WAKE_COMMAND_TIMEOUT_SECONDS", default=600)
+ORKIVA_WAKE_OUTPUT_TAIL_CHARS = env.int("ORKIVA_WAKE_OUTPUT_TAIL_CHARS", default=2000)
+ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS = env.float("ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS", default=60)
+ORKIVA_WAKE_RATE_LIMIT = env.int("ORKIVA_WAKE_RATE_LIMIT", default=12)
+ORKIVA_WAKE_RATE_WINDOW_SECONDS = env.float("ORKIVA_WAKE_RATE_WINDOW_SECONDS", default=3600)
+ORKIVA_WAKE_SWEEP_MINUTES = env.int("ORKIVA_WAKE_SWEEP_MINUTES", default=1)
+ORKIVA_WAKE_PROMPT = env.str(
+    "ORKIVA_WAKE_PROMPT",
+    default="Orkiva: unread messages for you in thread {thread_id} ({title}). "
+    "Read them with read_messages, act on them, then ack_read.{reason}",
+)
+ORKIVA_WAKE_SPAWN_PROMPT = env.str(
+    "ORKIVA_WAKE_SPAWN_PROMPT",
+    default="Orkiva: you are {agent_id} in workspace {workspace_id}. A thread needs you; your earlier "
+    "session could not be resumed. Thread summary:\n{summary}\nRead the thread with read_messages, "
+    "act on it, then ack_read.",
+)
+# Runtime command templates, split like a shell would (shlex) but executed as argv lists, never
+# through a shell; each {placeholder} fills exactly one argument. Empty: the step is skipped.
+ORKIVA_WAKE_COMMANDS = {
+    "codex": {
+        "resume": env.str("ORKIVA_CODEX_RESUME_COMMAND", default="codex exec resume {session_id} {prompt}"),
+        "spawn": env.str("ORKIVA_CODEX_SPAWN_COMMAND", default="codex exec --json {prompt}"),
+    },
+    "claude": {
+        "resume": env.str("ORKIVA_CLAUDE_RESUME_COMMAND", default="claude -p --resume {session_id} {prompt}"),
+        "spawn": env.str("ORKIVA_CLAUDE_SPAWN_COMMAND", default="claude -p --output-format json {prompt}"),
+    },
+    "other": {
+        "resume": env.str("ORKIVA_OTHER_RESUME_COMMAND", default=""),
+        "spawn": env.str("ORKIVA_OTHER_SPAWN_COMMAND", default=""),
+    },
+}
+
+# django-q2 (manage.py qcluster), ORM broker on the default database. Read once at import by
+# django_q: change these through the environment, not override_settings.
+_Q_WORKERS = env.int("ORKIVA_Q_WORKERS", default=2)
+_Q_QUEUE_LIMIT = env.int("ORKIVA_Q_QUEUE_LIMIT", default=2)
+# A job runs at most one runtime command, so the job timeout covers the command's plus a margin.
+_Q_TIMEOUT = env.int("ORKIVA_Q_TIMEOUT", default=int(ORKIVA_WAKE_COMMAND_TIMEOUT_SECONDS) + 60)
+Q_CLUSTER = {
+    "name": env.str("ORKIVA_Q_CLUSTER_NAME", default="orkiva"),
+    "orm": "default",
+    "workers": _Q_WORKERS,
+    "queue_limit": _Q_QUEUE_LIMIT,
+    "timeout": _Q_TIMEOUT,
+    # retry counts from delivery, time queued inside the cluster included: keep it above
+    # timeout * (1 + queue_limit / workers) or a long job is delivered twice (RESEARCH.md).
+    "retry": env.int("ORKIVA_Q_RETRY", default=int(_Q_TIMEOUT * (1 + _Q_QUEUE_LIMIT / _Q_WORKERS)) + 30),
+    "max_attempts": env.int("ORKIVA_Q_MAX_ATTEMPTS", default=3),
+    "poll": env.float("ORKIVA_Q_POLL", default=0.5),
+    "save_limit": env.int("ORKIVA_Q_SAVE_LIMIT", default=1000),
+    "catch_up": False,
+    "ack_failures": True,
+    "label": "Orkiva supervisor",
+}
+if Q_CLUSTER["retry"] <= _Q_TIMEOUT * (1 + _Q_QUEUE_LIMIT / _Q_WORKERS):
+    raise ImproperlyConfigured("ORKIVA_Q_RETRY must exceed ORKIVA_Q_TIMEOUT * (1 + queue_limit / workers)")
+
+# A shared cache, so every process (bridge, qcluster, commands) sees django-q2's cluster
+# heartbeats. Its table is created by `migrate` (supervisor's post_migrate hook).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": env.str("ORKIVA_CACHE_TABLE", default="orkiva_cache"),
+    }
+}
 
 # --- logging -------------------------------------------------------------------------------------
 LOGGING = {

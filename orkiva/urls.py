@@ -7,6 +7,13 @@ from messaging.api import AckView, MessageCollectionView
 from orkiva.health import healthz, readyz
 from policy.api import RefreshView
 from sessions.api import AgentSessionsView, HeartbeatView
+from supervisor.api import (
+    RuntimeDeregisterView,
+    RuntimeHeartbeatView,
+    RuntimeRegisterView,
+    WakeDetailView,
+    WakeTriggerView,
+)
 from threads.api import (
     ThreadCollectionView,
     ThreadDetailView,
@@ -38,6 +45,11 @@ urlpatterns = [
     path("v1/sessions/heartbeat", HeartbeatView.as_view(), name="session-heartbeat"),
     path("v1/sessions/<str:agent_id>", AgentSessionsView.as_view(), name="agent-sessions"),
     path("v1/auth/refresh", RefreshView.as_view(), name="auth-refresh"),
+    path("v1/threads/<str:thread_id>/wake", WakeTriggerView.as_view(), name="thread-wake"),
+    path("v1/wakes/<str:wake_id>", WakeDetailView.as_view(), name="wake"),
+    path("v1/runtimes", RuntimeRegisterView.as_view(), name="runtimes"),
+    path("v1/runtimes/heartbeat", RuntimeHeartbeatView.as_view(), name="runtime-heartbeat"),
+    path("v1/runtimes/deregister", RuntimeDeregisterView.as_view(), name="runtime-deregister"),
 ]
 
 handler400 = "orkiva.errors.json_handler400"

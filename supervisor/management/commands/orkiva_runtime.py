@@ -1,0 +1,89 @@
+"""manage.py orkiva_runtime ACTION: launch an agent under the supervisor (managed, in tmux), list
+runtimes, pause/resume injection, deregister, or wake an agent (optionally forced). JSON with --json."""
+from __future__ import annotations
+
+from typing import Any
+
+from orkiva.commands import OrkivaCommand, render_mapping
+from orkiva.errors import ValidationFailed
+from policy.identity import ROLE_PARTICIPANT, TOKEN_ROLES
+from sessions.models import RUNTIME_TYPES
+from supervisor import services
+from supervisor.presenters import runtime_json, wake_json
+from supervisor.selectors import runtime_list
+from orkiva.versioning import SCHEMA_VERSION, iso
+
+ACTIONS = ("launch", "list", "pause", "resume", "deregister", "wake")
+NEEDS_REASON = ("pause", "resume", "deregister")
+
+
+class Command(OrkivaCommand):
+    help = __doc__
+
+    def add_options(self, parser) -> None:
+        parser.add_argument("action", choices=ACTIONS)
+        parser.add_argument("--reason", default="", help="Why (required for pause, resume, deregister and --force).")
+        parser.add_argument("--agent-id", default="")
+        parser.add_argument("--workspace-id", default="")
+        parser.add_argument("--runtime", default="codex", choices=RUNTIME_TYPES, help="launch: the runtime type.")
+        parser.add_argument("--command", default="", help="launch: the agent command (split like a shell, run without one).")
+        parser.add_argument("--session-id", default="", help="launch: the agent's logical session id, if known.")
+        parser.add_argument("--workdir", default="", help="launch: the agent's working directory.")
+        parser.add_argument("--role", default=ROLE_PARTICIPANT, choices=TOKEN_ROLES, help="launch: the token's role.")
+        parser.add_argument("--thread-id", default="", help="wake: the thread to wake the agent about.")
+        parser.add_argument("--force", action="store_true", help="wake: inject even past a typing human (audited).")
+
+    def run(self, **options) -> dict[str, Any]:
+        action = options["action"]
+        reason = (options.get("reason") or "").strip()
+        if action in NEEDS_REASON and not reason:
+            raise ValidationFailed("This command changes state: give a non-empty --reason.", code="reason_required")
+        agent_id, workspace_id = options["agent_id"], options["workspace_id"]
+        if action == "list":
+            runtimes = runtime_list(workspace_id=workspace_id or None)
+            return {"runtimes": [runtime_json(r) for r in runtimes], "count": len(runtimes),
+                    "schema_version": SCHEMA_VERSION}
+        if not agent_id or not workspace_id:
+            raise ValidationFailed("Give --agent-id and --workspace-id.", code="usage_error")
+        operator = self.operator_actor(options, workspace_id=workspace_id)
+        if action == "launch":
+            result = services.runtime_launch(
+                operator=operator, agent_id=agent_id, workspace_id=workspace_id, runtime_type=options["runtime"],
+                command=options["command"], session_id=options["session_id"], workdir=options["workdir"],
+                role=options["role"], reason=reason,
+            )
+            return {
+                "runtime": runtime_json(result.runtime),
+                "tmux_session": result.session_name,
+                "attach": result.attach_command,
+                "token_expires_at": iso(result.token_expires_at),
+                "note": "The agent's environment has ORKIVA_TOKEN (short-lived; refresh it with POST /v1/auth/refresh) "
+                "and ORKIVA_URL. The supervisor may type wake prompts into this pane; pause it with "
+                "`orkiva_runtime pause`.",
+                "schema_version": SCHEMA_VERSION,
+            }
+        if action in ("pause", "resume"):
+            runtime = services.runtime_set_paused(
+                operator=operator, workspace_id=workspace_id, agent_id=agent_id, paused=action == "pause", reason=reason
+            )
+            return {"runtime": runtime_json(runtime), "schema_version": SCHEMA_VERSION}
+        if action == "deregister":
+            runtime = services.runtime_deregister(
+                actor=operator, workspace_id=workspace_id, agent_id=agent_id, reason=reason
+            )
+            return {"runtime": runtime_json(runtime), "schema_version": SCHEMA_VERSION}
+        # wake
+        if not options["thread_id"]:
+            raise ValidationFailed("Give --thread-id.", code="usage_error")
+        wake = services.wake_trigger(
+            actor=operator, thread_id=options["thread_id"], agent_id=agent_id, reason=reason, force=options["force"]
+        )
+        return wake_json(wake)
+
+    def render_table(self, result: dict[str, Any]) -> str:
+        if "runtimes" in result:
+            lines = [f"{r['workspace_id']}/{r['agent_id']}: {r['management_mode']} {r['state']}"
+                     f"{' paused' if r['paused'] else ''} {r['pty_target'] or ''}" for r in result["runtimes"]]
+            guidance = next((r["guidance"] for r in result["runtimes"] if "guidance" in r), None)
+            return "\n".join(lines + ([f"\n{guidance}"] if guidance else [])) or "no runtimes"
+        return render_mapping(result)

@@ -1,0 +1,258 @@
+"""The wake chain, one test per branch, on a real tmux server (private socket) with the stand-in
+agent in a managed pane and the stand-in `codex` on PATH. The chain runs in-process, step by
+step, with the clock passed in."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import pytest
+from django.utils import timezone
+
+from policy.models import AuditEvent
+from sessions.selectors import latest_resumable_session
+from supervisor import reasons, tmux
+from supervisor.models import Runtime, WakeRequest
+from supervisor.presenters import wake_json
+from supervisor.services import runtime_heartbeat, runtime_register, runtime_set_paused, wake_advance, wake_trigger
+from tests.supervisor.conftest import (
+    agent_lines,
+    drive,
+    launch_stand_in,
+    operator,
+    remember_session,
+    wait_for,
+)
+from threads.summary import summary_of, summary_text
+
+pytestmark = pytest.mark.django_db
+
+
+def steps(wake):
+    return [(s["step"], s["outcome"], s["reason_code"]) for s in wake_json(wake)["trace"]["steps"]]
+
+
+def reviewer_actor(session_id="rt"):
+    from policy.identity import Actor
+
+    return Actor(agent_id="reviewer", workspace_id="ws-main", role="participant", session_id=session_id)
+
+
+def test_no_ack_falls_back_to_resume(tmp_path, thread, coordinator, tmux_server, fake_codex, fast_wakes, clock):
+    log = tmp_path / "agent.jsonl"
+    launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    remember_session("reviewer", "sess-reviewer", now=clock.now - timedelta(minutes=5))
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer", reason="please review")
+    wake = drive(wake.pk, clock)
+    assert wake.status == reasons.RESUMED and wake.path == "resume"
+    # typed twice (retry per policy), never acknowledged, then resumed
+    assert wait_for(lambda: len(agent_lines(log)) == 2, what="two injections") and agent_lines(log) == [wake.prompt] * 2
+    assert [s for s in steps(wake) if s[0] == "inject"] == [
+        ("inject", "injected", "injected"), ("inject", "no_ack", "ack_timeout"),
+        ("inject", "injected", "injected"), ("inject", "no_ack", "ack_timeout"),
+    ]
+    (call,) = fake_codex.calls("resume")
+    assert call["argv"][1:] == ["exec", "resume", "sess-reviewer", wake.prompt] and call["has_token"]
+    assert call["pgid"] == call["pid"]  # its own process group
+    assert steps(wake)[-1] == ("resume", "succeeded", "resume_ok")
+    assert AuditEvent.objects.filter(target_id=str(wake.pk), action="wake.resume", reason_code="resume_ok").exists()
+
+
+def test_resume_fails_twice_then_spawn_with_summary(thread, coordinator, executioner, tmux_server, fake_codex, clock):
+    from messaging.services import message_post
+
+    message_post(actor=executioner, thread_id=thread.pk, body="Finding: the cache key ignores tenant", kind="finding")
+    Runtime.objects.all().delete()
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-r", now=clock.now)
+    remember_session("reviewer", "sess-r", now=clock.now)
+    fake_codex.set(resume={"exit": 3, "stdout": "no rollout found"}, spawn={"thread_id": "fresh-thread-9"})
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    wake = drive(wake.pk, clock)
+    assert wake.status == reasons.SPAWNED and wake.resume_attempts == 2
+    assert len(fake_codex.calls("resume")) == 2
+    (spawn,) = fake_codex.calls("spawn")
+    thread.refresh_from_db()
+    expected_summary = summary_text(summary_of(thread))
+    assert spawn["argv"][1:3] == ["exec", "--json"] and expected_summary in spawn["argv"][3]
+    assert "cache key ignores tenant" in spawn["argv"][3]
+    failed = [s for s in wake_json(wake)["trace"]["steps"] if s["outcome"] == "failed"]
+    assert [s["detail"]["exit_code"] for s in failed] == [3, 3] and "no rollout found" in failed[0]["detail"]["output_tail"]
+    # the new session is the agent's latest resumable one
+    assert latest_resumable_session(workspace_id="ws-main", agent_id="reviewer").session_id == "fresh-thread-9"
+    assert Runtime.objects.get(agent_id="reviewer").session_id == "fresh-thread-9"
+
+
+def test_stale_heartbeat_skips_resume(thread, coordinator, fake_codex, clock):
+    stale = clock.now - timedelta(hours=13)
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-old", now=stale)
+    remember_session("reviewer", "sess-old", now=stale)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert wake.status == reasons.SPAWNED
+    assert fake_codex.calls("resume") == [] and len(fake_codex.calls("spawn")) == 1
+    assert ("resume", "skipped", "stale_session") in steps(wake)
+
+
+def test_unmanaged_runtime_is_never_typed_into(thread, coordinator, tmux_server, fake_codex, clock, tmp_path):
+    # an agent registers itself, naming a pane: the supervisor must not type into it
+    pane = tmux_server.new_session(session_name="someone-else", window_command="cat").active_pane
+    target = pane.cmd("display-message", "-p", "#{session_name}:#{window_index}.#{pane_index}").stdout[0]
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-u", pty_backend="tmux",
+                     pty_target=target, host="test-host", now=clock.now)
+    remember_session("reviewer", "sess-u", now=clock.now)
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    body = wake_json(wake)
+    assert body["status"] == "unmanaged_runtime" and body["reason_code"] == "unmanaged_runtime"
+    assert body["trace"]["steps"][-1]["reason_code"] == "unmanaged_runtime"
+    assert "orkiva_runtime launch" in body["trace"]["steps"][-1]["detail"]["guidance"]
+    wake = drive(wake.pk, clock)
+    assert wake.status == reasons.RESUMED
+    assert wake.prompt not in tmux.capture(target)
+
+
+def test_human_typing_defers_then_delivers_after_quiet(tmp_path, thread, coordinator, tmux_server, fake_codex, fast_wakes, clock):
+    log = tmp_path / "agent.jsonl"
+    launched = launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    human = attach_client(tmux_server, launched.session_name)
+    try:
+        human.stdin.write(b"x")  # a keystroke through the attached client
+        human.stdin.flush()
+        activity = wait_for(lambda: tmux.client_activity(launched.runtime.pty_target), what="client activity")
+        wait_for(lambda: "x" in tmux.capture(launched.runtime.pty_target), what="the keystroke")
+        typed_at = datetime.fromtimestamp(max(activity), tz=dt_timezone.utc)
+        clock.now = typed_at + timedelta(seconds=3)
+        wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+        wake, _ = wake_advance(wake_id=wake.pk, now=clock.now)
+        assert wake.status == reasons.DEFERRED and wake.reason_code == "human_typing"
+        assert wake.next_attempt_at == clock.now + timedelta(seconds=5)
+        wake = drive(wake.pk, clock, until=lambda w: w.status == reasons.AWAITING_ACK)
+        # injected at the first re-check after the 20s quiet window
+        assert (clock.now - typed_at).total_seconds() >= 20
+        assert [s[2] for s in steps(wake) if s[1] == "deferred"] == ["human_typing"] * 4
+    finally:
+        detach(human)
+    wait_for(lambda: agent_lines(log), what="the prompt")
+    assert agent_lines(log) == ["x" + wake.prompt]  # the human's keystroke stayed where it was
+    runtime_heartbeat(actor=reviewer_actor(), now=clock.now + timedelta(seconds=1))
+    wake = drive(wake.pk, clock)
+    assert wake.status == reasons.DELIVERED and steps(wake)[-1] == ("inject", "acked", "delivered_acked")
+
+
+def test_max_defer_queues_and_force_injects_audited(tmp_path, settings, thread, coordinator, tmux_server, fake_codex, clock):
+    settings.ORKIVA_WAKE_QUIET_WINDOW_SECONDS = 10_000  # the one keystroke stays "recent"
+    log = tmp_path / "agent.jsonl"
+    launched = launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    human = attach_client(tmux_server, launched.session_name)
+    try:
+        human.stdin.write(b"y")
+        human.stdin.flush()
+        wait_for(lambda: tmux.client_activity(launched.runtime.pty_target), what="client activity")
+        wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+        wake = drive(wake.pk, clock, until=lambda w: w.status == reasons.QUEUED)
+        assert wake.reason_code == "max_defer_reached"
+        assert (wake.queued_at - wake.created_at).total_seconds() >= 60
+        assert agent_lines(log) == []  # nothing typed over the human
+        # the sweep looks again: still typing, still queued, no new attempt row
+        count = wake.attempts.count()
+        wake, _ = wake_advance(wake_id=wake.pk, now=clock.advance(30))
+        assert wake.status == reasons.QUEUED and wake.attempts.count() == count
+        # an operator forces it, with a reason: injected now, and both decisions audited
+        forced = wake_trigger(actor=operator(), thread_id=thread.pk, agent_id="reviewer", reason="urgent fix", force=True)
+        assert forced.pk == wake.pk and forced.force
+        wake, _ = wake_advance(wake_id=wake.pk, now=clock.advance(1))
+        assert wake.status == reasons.AWAITING_ACK and wake.reason_code == "forced_injection"
+    finally:
+        detach(human)
+    wait_for(lambda: agent_lines(log), what="the forced prompt")
+    force_audit = AuditEvent.objects.get(target_id=str(wake.pk), action="wake.request", reason_code="forced_injection")
+    assert force_audit.actor_id == "operator:tester" and force_audit.reason == "urgent fix"
+    assert AuditEvent.objects.filter(target_id=str(wake.pk), action="wake.inject", reason_code="forced_injection").exists()
+
+
+def test_paused_runtime_holds_wakes_until_resumed(tmp_path, thread, coordinator, tmux_server, fake_codex, fast_wakes, clock):
+    log = tmp_path / "agent.jsonl"
+    launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    runtime_set_paused(operator=operator(), workspace_id="ws-main", agent_id="reviewer", paused=True, reason="pairing")
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer", now=clock.now)
+    wake, _ = wake_advance(wake_id=wake.pk, now=clock.now)
+    assert (wake.status, wake.reason_code) == (reasons.QUEUED, "runtime_paused")
+    wake, _ = wake_advance(wake_id=wake.pk, now=clock.advance(120))
+    assert wake.status == reasons.QUEUED and fake_codex.calls() == []
+    assert agent_lines(log) == []
+    runtime_set_paused(operator=operator(), workspace_id="ws-main", agent_id="reviewer", paused=False, reason="done")
+    wake = drive(wake.pk, clock.__class__(clock.now), until=lambda w: w.status == reasons.AWAITING_ACK)
+    assert wait_for(lambda: agent_lines(log), what="the prompt") == [wake.prompt]
+    assert AuditEvent.objects.filter(action="runtime.pause", reason="pairing").exists()
+
+
+def test_prompt_starting_with_dash_is_delivered_intact(tmp_path, settings, thread, coordinator, tmux_server, fast_wakes, clock):
+    settings.ORKIVA_WAKE_PROMPT = "--wake -x {thread_id} Enter C-c ;{reason}"
+    log = tmp_path / "agent.jsonl"
+    launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer", reason="-r", now=clock.now)
+    wake, _ = wake_advance(wake_id=wake.pk, now=clock.now)
+    assert wake.status == reasons.AWAITING_ACK
+    expected = f"--wake -x {thread.pk} Enter C-c ; Reason: -r"
+    assert wake.prompt == expected
+    assert wait_for(lambda: agent_lines(log), what="the prompt") == [expected]
+
+
+def test_burst_of_twenty_triggers_is_one_wake(thread, coordinator, executioner):
+    wakes = [wake_trigger(actor=executioner if i % 2 else coordinator, thread_id=thread.pk, agent_id="reviewer")
+             for i in range(20)]
+    assert len({w.pk for w in wakes}) == 1
+    assert [w.deduped for w in wakes] == [False] + [True] * 19
+    assert WakeRequest.objects.count() == 1
+
+
+def test_dead_target_goes_to_resume(thread, coordinator, tmux_server, fake_codex, fast_wakes, clock, tmp_path):
+    launched = launch_stand_in(agent_id="reviewer", log=tmp_path / "a.jsonl", ack=False)
+    remember_session("reviewer", "sess-d", now=clock.now)
+    tmux.kill_session(launched.session_name)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert ("inject", "failed", "target_missing") in steps(wake) and wake.status == reasons.RESUMED
+
+
+def test_command_timeout_kills_the_process_group(thread, coordinator, fake_codex, settings, clock, tmp_path):
+    settings.ORKIVA_WAKE_COMMAND_TIMEOUT_SECONDS = 1
+    settings.ORKIVA_WAKE_RESUME_ATTEMPTS = 1
+    pidfile = tmp_path / "child.pid"
+    fake_codex.set(resume={"sleep": 30, "child_pidfile": str(pidfile)}, spawn={"exit": 1})
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-t", now=clock.now)
+    remember_session("reviewer", "sess-t", now=clock.now)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert ("resume", "failed", "resume_timeout") in steps(wake)
+    assert wake.status == reasons.FAILED and wake.reason_code == "spawn_failed"
+    child = int(pidfile.read_text())
+    wait_for(lambda: not _alive(child), what="the child to die", timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie whose parent died is reaped by init; treat a zombie as dead
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def attach_client(server, session_name: str) -> subprocess.Popen:
+    """A human at the terminal: a real tmux client attached through a pty (`script`)."""
+    tmux_cmd = f"tmux -L {server.socket_name} -f /dev/null attach -t {session_name}"
+    proc = subprocess.Popen(
+        ["script", "-qfec", tmux_cmd, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, "TERM": "xterm"}, start_new_session=True,
+    )
+    wait_for(lambda: server.cmd("list-clients").stdout, what="the client to attach")
+    return proc
+
+
+def detach(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
