@@ -62,7 +62,8 @@ def test_qcluster_wakes_a_dormant_reviewer_after_a_post(tmp_path, tmux_server, t
             assert cluster.poll() is None, (tmp_path / "qcluster.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "qcluster.log").read_text()
             time.sleep(0.1)
-        assert agent_lines(log) == [wake.prompt]
+        # The pane echoes the text as it is typed; the agent reads the line once Enter follows it.
+        assert wait_for(lambda: agent_lines(log), what="the agent reading its pane") == [wake.prompt]
         wake = wait_for(lambda: _reloaded_if(wake, reasons.AWAITING_ACK), what="awaiting_ack", timeout=10)
         assert [s["reason_code"] for s in wake_json(wake)["trace"]["steps"]] == ["wake_created", "injected"]
     finally:
