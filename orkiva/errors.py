@@ -43,7 +43,23 @@ class DomainError(Exception):
         self.audit = audit
 
     def as_body(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+        # Details may echo the client's input (DRF: '"\ud800" is not a valid choice.'): make it encodable.
+        return {"code": self.code, "message": encodable(self.message), "details": encodable(self.details)}
+
+
+def encodable(value: Any) -> Any:
+    """`value` with every string made valid UTF-8 (lone surrogates become `\\udxxx` escapes)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encodable(v) for v in value]
+    return value
 
 
 class ValidationFailed(DomainError):

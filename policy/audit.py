@@ -7,8 +7,21 @@ from typing import Any
 from django.utils import timezone
 
 from orkiva.context import current_request_id
+from orkiva.errors import encodable
 from policy.identity import Actor
 from policy.models import AuditEvent
+
+
+def storable(value: Any) -> Any:
+    """`value` with its strings made storable in any database: refused attempts record what the
+    client sent, and PostgreSQL rejects NUL in text and JSON, lone surrogates everywhere."""
+    if isinstance(value, str):
+        return encodable(value.replace("\x00", "\\x00"))
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
 
 
 def audit_record(
@@ -34,12 +47,12 @@ def audit_record(
         actor_role=actor_role or (actor.role if actor else "system"),
         action=action,
         target_type=target_type,
-        target_id=str(target_id),
-        reason=reason or "",
+        target_id=storable(str(target_id)),
+        reason=storable(reason or ""),
         reason_code=reason_code,
         request_id=current_request_id() or "",
-        old_values=old or {},
-        new_values=new or {},
+        old_values=storable(old or {}),
+        new_values=storable(new or {}),
     )
 
 

@@ -28,5 +28,22 @@ def agent_sessions(*, actor: Actor, agent_id: str) -> tuple[AgentSession | None,
         )[:RECENT_LIMIT]
     )
     if not recent:
-        raise NotFound("No sessions are registered for that agent.", code="agent_not_found", details={"agent_id": agent_id})
+        # Same answer whether the agent is unknown or only known in another workspace; the
+        # latter is a cross-workspace attempt and is audited (by the renderer, like thread_get).
+        audit = None
+        if AgentSession.objects.filter(agent_id=agent_id).exclude(workspace_id=actor.workspace_id).exists():
+            audit = {
+                "actor": actor,
+                "action": "workspace.denied",
+                "target_type": "agent",
+                "target_id": agent_id,
+                "reason_code": "cross_workspace",
+                "reason": "Attempt to look up an agent of another workspace.",
+            }
+        raise NotFound(
+            "No sessions are registered for that agent.",
+            code="agent_not_found",
+            details={"agent_id": agent_id},
+            audit=audit,
+        )
     return latest_resumable_session(workspace_id=actor.workspace_id, agent_id=agent_id), recent

@@ -1,0 +1,173 @@
+"""The audit log (append-only, written with the change) and the workspace boundary it records."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from messaging.models import Message
+from orkiva.context import bind_request_id, reset_request_id
+from policy.audit import audit_record
+from policy.identity import Actor
+from policy.models import AuditEvent
+from tests.conftest import client_for
+from threads.models import Thread
+
+pytestmark = pytest.mark.django_db
+
+
+# --- append-only -----------------------------------------------------------------------------------
+
+def test_audit_record_fields(executioner):
+    token = bind_request_id("req-123")
+    try:
+        event = audit_record(actor=executioner, action="thing.done", target_type="thread", target_id="t1",
+                             reason="why", reason_code="because", old={"a": 1}, new={"a": 2})
+    finally:
+        reset_request_id(token)
+    event.refresh_from_db()
+    assert (event.actor_id, event.actor_role, event.workspace_id, event.request_id) == (
+        "executioner", "participant", "ws-main", "req-123")
+    assert (event.old_values, event.new_values, event.reason, event.reason_code) == ({"a": 1}, {"a": 2}, "why", "because")
+    assert event.created_at is not None
+
+
+def test_no_update_or_delete_path_in_the_orm(executioner):
+    event = audit_record(actor=executioner, action="x")
+    event.action = "y"
+    with pytest.raises(TypeError):
+        event.save()
+    with pytest.raises(TypeError):
+        event.delete()
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).update(action="y")
+    with pytest.raises(TypeError):
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    assert AuditEvent.objects.get(pk=event.pk).action == "x"
+
+
+def test_the_database_refuses_updates_too(executioner):
+    event = audit_record(actor=executioner, action="x")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE policy_auditevent SET action = 'forged' WHERE id = %s", [event.pk])
+    assert AuditEvent.objects.get(pk=event.pk).action == "x"
+
+
+@pytest.mark.postgres_only
+def test_postgres_refuses_deletes(executioner):
+    event = audit_record(actor=executioner, action="x")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM policy_auditevent WHERE id = %s", [event.pk])
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_audit_row_rolls_back_with_its_change(coordinator):
+    from threads.services import thread_create
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        thread_create(actor=coordinator, title="t", type="review", participants=["a"])
+        raise RuntimeError("the surrounding transaction fails")
+    assert not Thread.objects.exists() and not AuditEvent.objects.filter(action="thread.create").exists()
+
+
+def test_api_writes_carry_the_request_id(coordinator):
+    response = client_for(coordinator).post(
+        "/v1/threads", {"title": "t", "type": "review", "participants": ["a"]}, format="json",
+        HTTP_X_REQUEST_ID="trace-abc-1",
+    )
+    assert response["X-Request-ID"] == "trace-abc-1"
+    assert AuditEvent.objects.get(action="thread.create").request_id == "trace-abc-1"
+
+
+# --- workspace boundary ------------------------------------------------------------------------------
+
+THREAD_ENDPOINTS = [
+    ("get", "/v1/threads/{id}", None),
+    ("get", "/v1/threads/{id}/summary", None),
+    ("get", "/v1/threads/{id}/messages", None),
+    ("post", "/v1/threads/{id}/messages", {"body": "hi"}),
+    ("post", "/v1/threads/{id}/ack", {"seq": 0}),
+    ("post", "/v1/threads/{id}/status", {"status": "active", "reason": "x"}),
+    ("post", "/v1/threads/{id}/participants", {"add": ["x"]}),
+    ("post", "/v1/threads/{id}/wake", {"agent_id": "executioner"}),
+]
+
+
+@pytest.mark.parametrize("method,path,payload", THREAD_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in THREAD_ENDPOINTS])
+def test_another_workspaces_thread_is_exactly_a_missing_one(thread, outsider, method, path, payload):
+    client = client_for(outsider)
+    url = path.format(id=thread.pk)
+
+    def call():
+        kwargs = {"format": "json"} if payload is not None else {}
+        response = getattr(client, method)(url, payload, **kwargs) if payload is not None else getattr(client, method)(url)
+        body = response.json()
+        assert body["request_id"] == response["X-Request-ID"]
+        return response.status_code, {k: v for k, v in body.items() if k != "request_id"}
+
+    foreign = call()
+    denied = AuditEvent.objects.filter(action="workspace.denied", target_id=str(thread.pk))
+    assert denied.count() == 1
+    event = denied.get()
+    assert (event.actor_id, event.workspace_id, event.reason_code) == ("coordinator", "ws-other", "cross_workspace")
+    # The same id once the thread is gone: byte-for-byte the same answer, and nothing audited.
+    Thread.objects.filter(pk=thread.pk).delete()
+    missing = call()
+    assert foreign == missing
+    assert foreign[0] == 404 and foreign[1]["error"]["code"] == "thread_not_found"
+    assert denied.count() == 1
+    assert not Message.objects.exists()
+
+
+def test_missing_thread_is_not_audited(outsider):
+    response = client_for(outsider).get(f"/v1/threads/{uuid.uuid4()}")
+    assert response.status_code == 404
+    assert not AuditEvent.objects.filter(action="workspace.denied").exists()
+
+
+def test_other_workspace_threads_are_not_listed(thread, outsider):
+    assert client_for(outsider).get("/v1/threads").json()["threads"] == []
+
+
+CLAIM_CASES = [
+    ("/v1/threads/{id}/messages", {"body": "hi", "sender": "reviewer"}, "sender", "message.post"),
+    ("/v1/threads/{id}/messages", {"body": "hi", "workspace_id": "ws-other"}, "workspace_id", "message.post"),
+    ("/v1/threads/{id}/messages", {"body": "hi", "agent_id": "reviewer"}, "agent_id", "message.post"),
+    ("/v1/threads", {"title": "t", "type": "review", "participants": ["a"], "workspace_id": "ws-other"},
+     "workspace_id", "thread.create"),
+    ("/v1/sessions/heartbeat", {"session_id": "s", "agent_id": "reviewer"}, "agent_id", "session.heartbeat"),
+    ("/v1/sessions/heartbeat", {"session_id": "s", "workspace_id": "ws-other"}, "workspace_id", "session.heartbeat"),
+    ("/v1/threads/{id}/wake", {"agent_id": "reviewer", "workspace_id": "ws-other"}, "workspace_id", "wake.trigger"),
+]
+
+
+@pytest.mark.parametrize("path,payload,field,action", CLAIM_CASES, ids=[f"{c[0]}:{c[2]}" for c in CLAIM_CASES])
+def test_payload_naming_another_identity_is_claim_mismatch(thread, executioner, coordinator, path, payload, field, action):
+    actor = coordinator if path == "/v1/threads" else executioner
+    response = client_for(actor).post(path.format(id=thread.pk), payload, format="json")
+    assert response.status_code == 403, response.content
+    assert response.json()["error"]["code"] == "claim_mismatch"
+    assert response.json()["error"]["details"] == {"field": field}
+    event = AuditEvent.objects.get(action=action, reason_code="claim_mismatch")
+    assert (event.actor_id, event.target_type, event.target_id) == (actor.agent_id, "claim", field)
+    assert event.new_values == {"claimed": str(payload[field])}
+    assert event.request_id == response.json()["request_id"]
+    assert not Message.objects.exists()
+    assert Thread.objects.count() == 1
+
+
+def test_payload_naming_the_token_identity_is_accepted(thread, executioner):
+    response = client_for(executioner).post(
+        f"/v1/threads/{thread.pk}/messages", {"body": "hi", "sender": "executioner", "workspace_id": "ws-main"},
+        format="json",
+    )
+    assert response.status_code == 201
+
+
+def test_refusals_are_audited_even_though_the_write_rolled_back(thread):
+    stranger = Actor(agent_id="stranger", workspace_id="ws-main", role="participant", session_id="s")
+    response = client_for(stranger).post(f"/v1/threads/{thread.pk}/messages", {"body": "let me in"}, format="json")
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="access.denied", actor_id="stranger", reason_code="not_a_participant").exists()
+    assert not Message.objects.exists()
