@@ -11,3 +11,19 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = None  # the bridge logs each request itself, with its request id
 errorlog = "-"
+
+# Metrics from several workers: each worker counts into files under PROMETHEUS_MULTIPROC_DIR
+# and /metrics sums them (docs/operations.md). The directory must be in the environment
+# before a worker imports prometheus_client, and wiped at deploy while nothing runs.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("ORKIVA_METRICS_DIR")
+if _metrics_dir:
+    os.makedirs(_metrics_dir, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def child_exit(server, worker):
+    """A worker exited: drop its live gauges from the multiprocess directory (its counters stay)."""
+    if _metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir)

@@ -8,6 +8,7 @@ from django.db.models.functions import RowNumber
 
 from messaging import kinds
 from messaging.models import Message, ReadCursor
+from orkiva import observability
 from policy.identity import Actor
 from policy.roles import Op
 from threads.models import Thread
@@ -51,6 +52,7 @@ def message_page(*, actor: Actor, thread_id, after_seq: int | None, limit: int) 
     cursor = cursor_position(thread=thread, agent_id=actor.agent_id)
     start = cursor if after_seq is None else after_seq
     messages = list(Message.objects.filter(thread=thread, seq__gt=start).order_by("seq")[:limit])
+    observability.messages_read(count=len(messages))
     return MessagePage(
         thread=thread,
         messages=messages,

@@ -13,6 +13,7 @@ from django.utils import timezone
 from messaging import kinds
 from messaging.models import Message, ReadCursor
 from messaging.selectors import unread_count
+from orkiva import observability
 from orkiva.errors import Conflict, PayloadTooLarge, ValidationFailed
 from policy.identity import Actor
 from policy.roles import Op
@@ -136,12 +137,14 @@ def message_post(
     """
     check_message_input(body=body, kind=kind)
     check_idempotency_key(idempotency_key)
-    return _message_post_locked(
+    result = _message_post_locked(
         actor=actor, thread_id=thread_id, body=body, kind=kind, in_reply_to=in_reply_to,
         idempotency_key=idempotency_key,
         request_hash=request_fingerprint(body=body, kind=kind, in_reply_to=in_reply_to),
         now=now,
     )
+    observability.message_posted(kind=kind, replay=result.replay)
+    return result
 
 
 @transaction.atomic
@@ -204,6 +207,7 @@ def cursor_ack(*, actor: Actor, thread_id, seq: int, now: datetime | None = None
     # Forward only, without a lock: the conditional update is atomic in the database.
     ReadCursor.objects.filter(pk=cursor.pk, last_read_seq__lt=seq).update(last_read_seq=seq, updated_at=moment)
     cursor.refresh_from_db(fields=["last_read_seq", "updated_at"])
+    observability.cursor_acked()
     return CursorState(
         thread=thread,
         last_read_seq=cursor.last_read_seq,

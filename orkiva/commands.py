@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from orkiva.context import bind_request_id, new_request_id, reset_request_id
+from orkiva.context import begin_call, bind_caller, bind_request_id, end_call, new_request_id, reset_request_id
 from orkiva.errors import DomainError, ValidationFailed, render_domain_error, report_error
 from policy.identity import Actor
 
@@ -72,7 +72,9 @@ class OrkivaCommand(BaseCommand):
         pass
 
     def operator_actor(self, options: dict[str, Any], *, workspace_id: str) -> Actor:
-        return Actor.operator(name=options.get("operator") or default_operator(), workspace_id=workspace_id)
+        actor = Actor.operator(name=options.get("operator") or default_operator(), workspace_id=workspace_id)
+        bind_caller(actor)  # the command's log lines name the operator
+        return actor
 
     def run(self, **options) -> dict[str, Any]:
         raise NotImplementedError
@@ -83,6 +85,7 @@ class OrkivaCommand(BaseCommand):
 
     def handle(self, *args, **options):
         token = bind_request_id(new_request_id())
+        call_token = begin_call(operation=self.__module__.rsplit(".", 1)[-1])  # the command's name
         try:
             if self.mutating and not str(options.get("reason") or "").strip():
                 raise ValidationFailed("This command changes state: give a non-empty --reason.", code="reason_required")
@@ -100,6 +103,7 @@ class OrkivaCommand(BaseCommand):
             self._emit_error(err, options)
             sys.exit(exit_code_for(err))
         finally:
+            end_call(call_token)
             reset_request_id(token)
 
     def _emit_error(self, err: DomainError, options: dict[str, Any]) -> None:

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",
     "orkiva.apps.OrkivaConfig",
     "policy",
     "threads",
@@ -76,9 +77,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "orkiva.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last: labels by view and status
 ]
 
 ROOT_URLCONF = "orkiva.urls"
@@ -104,6 +107,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db["CONN_MAX_AGE"] = env.int("ORKIVA_DB_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
+# The same backends wrapped by django-prometheus, which counts connections, queries and errors.
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.", 1)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -236,15 +241,27 @@ CACHES = {
     }
 }
 
-# --- logging -------------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("ORKIVA_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
-}
+# --- observability (docs/operations.md) -----------------------------------------------------------
+# structlog for every process: JSON lines in production, readable lines in development.
+from orkiva.logging import logging_config  # noqa: E402  (stdlib + structlog only)
+
+ORKIVA_LOG_LEVEL = env.str("ORKIVA_LOG_LEVEL", default="INFO")
+ORKIVA_LOG_FORMAT = env.str("ORKIVA_LOG_FORMAT", default="json" if PRODUCTION else "console")
+if ORKIVA_LOG_FORMAT not in {"console", "json"}:
+    raise ImproperlyConfigured("ORKIVA_LOG_FORMAT must be 'console' or 'json'")
+LOGGING_CONFIG = "orkiva.logging.configure"
+LOGGING = logging_config(fmt=ORKIVA_LOG_FORMAT, level=ORKIVA_LOG_LEVEL)
+
+# Metrics of several processes (gunicorn workers, qcluster, commands) are summed from files in
+# one directory. prometheus_client picks that mode when it is first imported, from the
+# environment: settings run before anything imports it, so the directory is exported here.
+_multiproc_env = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+ORKIVA_METRICS_DIR = env.str("ORKIVA_METRICS_DIR", default=_multiproc_env)
+if ORKIVA_METRICS_DIR:
+    if _multiproc_env and Path(_multiproc_env).resolve() != Path(ORKIVA_METRICS_DIR).resolve():
+        raise ImproperlyConfigured("ORKIVA_METRICS_DIR and PROMETHEUS_MULTIPROC_DIR name different directories")
+    Path(ORKIVA_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = ORKIVA_METRICS_DIR
 
 USE_TZ = True
 TIME_ZONE = "UTC"

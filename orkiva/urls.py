@@ -1,10 +1,11 @@
-"""URL map: /v1 (REST), /v1/schema (OpenAPI), /healthz and /readyz."""
+"""URL map: /v1 (REST), /v1/schema (OpenAPI), /healthz, /readyz and /metrics."""
 from django.urls import path
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from drf_spectacular.views import SpectacularAPIView
 
 from messaging.api import AckView, MessageCollectionView
 from orkiva.health import healthz, readyz
+from orkiva.observability import metrics_view
 from policy.api import RefreshView
 from sessions.api import AgentSessionsView, HeartbeatView
 from supervisor.api import (
@@ -34,6 +35,7 @@ class SchemaView(SpectacularAPIView):
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("v1/schema", SchemaView.as_view(), name="schema"),
     path("v1/threads", ThreadCollectionView.as_view(), name="threads"),
     path("v1/threads/<str:thread_id>", ThreadDetailView.as_view(), name="thread"),
