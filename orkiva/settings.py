@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "sessions.apps.AgentSessionsConfig",
     "django_q",
     "supervisor.apps.SupervisorConfig",
+    "pilot",
 ]
 
 MIDDLEWARE = [
