@@ -53,6 +53,10 @@ if not ORKIVA_SIGNING_KEY:
     ORKIVA_SIGNING_KEY = _local_signing_key(VAR_DIR / "signing.key")
 if len(ORKIVA_SIGNING_KEY.encode()) < MIN_SIGNING_KEY_BYTES:
     raise ImproperlyConfigured("ORKIVA_SIGNING_KEY must be at least 32 bytes")
+# Key rotation (docs/runbook.md): keys that signed tokens still in circulation. They verify, never sign.
+ORKIVA_SIGNING_KEYS_PREVIOUS = [k for k in env.list("ORKIVA_SIGNING_KEYS_PREVIOUS", default=[]) if k]
+if any(len(k.encode()) < MIN_SIGNING_KEY_BYTES for k in ORKIVA_SIGNING_KEYS_PREVIOUS):
+    raise ImproperlyConfigured("every key in ORKIVA_SIGNING_KEYS_PREVIOUS must be at least 32 bytes")
 
 SECRET_KEY = env.str(
     "DJANGO_SECRET_KEY",

@@ -54,6 +54,27 @@ def _fail(code: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, code=code)
 
 
+def _decode(raw: str) -> dict:
+    """Decode with the current signing key, then with each previous one (a rotation in progress:
+    tokens signed before it stay valid until they expire; new ones use the current key)."""
+    keys = [settings.ORKIVA_SIGNING_KEY, *settings.ORKIVA_SIGNING_KEYS_PREVIOUS]
+    for index, key in enumerate(keys):
+        try:
+            return jwt.decode(
+                raw,
+                key,
+                algorithms=[settings.ORKIVA_JWT_ALGORITHM],
+                audience=settings.ORKIVA_JWT_AUDIENCE,
+                issuer=settings.ORKIVA_JWT_ISSUER,
+                leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
+                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+            )
+        except jwt.InvalidSignatureError:
+            if index == len(keys) - 1:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     """Verify a bearer token and return its Actor, or raise Unauthenticated with a distinct code."""
     if not raw:
@@ -67,15 +88,7 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
         raise _fail("unsupported_algorithm", f"Tokens must be signed with {settings.ORKIVA_JWT_ALGORITHM}.")
     moment = now or timezone.now()
     try:
-        claims = jwt.decode(
-            raw,
-            settings.ORKIVA_SIGNING_KEY,
-            algorithms=[settings.ORKIVA_JWT_ALGORITHM],
-            audience=settings.ORKIVA_JWT_AUDIENCE,
-            issuer=settings.ORKIVA_JWT_ISSUER,
-            leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
-            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
-        )
+        claims = _decode(raw)
     except jwt.InvalidSignatureError:
         raise _fail("invalid_signature", "The token's signature does not verify.") from None
     except jwt.MissingRequiredClaimError as exc:

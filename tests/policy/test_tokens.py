@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from orkiva.errors import Unauthenticated
 from policy.identity import Actor
 from policy.models import AuditEvent
 from policy.services import token_issue, token_refresh, token_revoke
@@ -218,3 +219,25 @@ def test_token_issue_validates_its_request(fields):
     with pytest.raises(ValidationFailed):
         token_issue(issuer=OPERATOR, **request)
     assert not AuditEvent.objects.filter(action="token.issue").exists()
+
+
+# --- key rotation --------------------------------------------------------------------------------
+def test_a_rotation_keeps_tokens_signed_with_a_previous_key_valid_and_signs_with_the_new(settings):
+    old_key, new_key = settings.ORKIVA_SIGNING_KEY, "n" * 48
+    old_token = signed(key=old_key)
+    settings.ORKIVA_SIGNING_KEY, settings.ORKIVA_SIGNING_KEYS_PREVIOUS = new_key, [old_key]
+    assert verify_token(old_token).agent_id == "executioner"  # still in circulation: accepted
+    refreshed = token_refresh(actor=verify_token(old_token))
+    jwt.decode(refreshed.token, new_key, algorithms=[settings.ORKIVA_JWT_ALGORITHM],
+               audience=settings.ORKIVA_JWT_AUDIENCE)  # the fresh token is signed with the new key
+    settings.ORKIVA_SIGNING_KEYS_PREVIOUS = []  # rotation finished
+    with pytest.raises(Unauthenticated) as caught:
+        verify_token(old_token)
+    assert caught.value.code == "invalid_signature"
+
+
+def test_a_previous_key_does_not_accept_tokens_signed_with_an_unknown_key(settings):
+    settings.ORKIVA_SIGNING_KEYS_PREVIOUS = ["p" * 48]
+    with pytest.raises(Unauthenticated) as caught:
+        verify_token(signed(key="x" * 48))
+    assert caught.value.code == "invalid_signature"
