@@ -16,7 +16,8 @@ RESUMED = "resumed"  # `codex exec resume` ran and exited 0
 SPAWNED = "spawned"  # a fresh session ran with the thread summary
 FAILED = "failed"  # every step failed or was impossible
 EXPIRED = "expired"  # stayed queued past the queue TTL
-FINAL_STATUSES = (DELIVERED, RESUMED, SPAWNED, FAILED, EXPIRED)
+CANCELLED = "cancelled"  # an operator stopped it (orkiva_runtime cancel-wake)
+FINAL_STATUSES = (DELIVERED, RESUMED, SPAWNED, FAILED, EXPIRED, CANCELLED)
 STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 
 # --- chain stages -------------------------------------------------------------------------------
@@ -69,6 +70,7 @@ R_SPAWN_TIMEOUT = "spawn_timeout"
 R_COMMAND_NOT_FOUND = "command_not_found"
 R_CHAIN_EXHAUSTED = "chain_exhausted"
 R_OPERATOR_RESUMED = "operator_resumed"
+R_OPERATOR_CANCELLED = "operator_cancelled"
 
 MANAGED_GUIDANCE = (
     "This runtime is unmanaged: the supervisor never types into it and wakes it by resume or spawn only. "

@@ -42,7 +42,7 @@ from supervisor.models import (
     WakeAttempt,
     WakeRequest,
 )
-from supervisor.selectors import ack_signal, last_activity, runtime_of, runtime_state
+from supervisor.selectors import ack_signal, last_activity, runtime_of, runtime_state, wake_get
 from threads.models import Thread
 from threads.selectors import participant_ids, thread_get
 from threads.summary import summary_of, summary_text
@@ -215,6 +215,33 @@ def runtime_set_paused(
             for pk in held:
                 _enqueue_on_commit(pk)
     return runtime
+
+
+@transaction.atomic
+def wake_cancel(*, operator: Actor, wake_id, reason: str, now: datetime | None = None) -> WakeRequest:
+    """Stop an active wake (an operator's recovery from a stuck one). Final status `cancelled`;
+    a step running at that moment finishes its side effect, is recorded, and changes nothing."""
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    wake = wake_get(actor=operator, wake_id=wake_id)
+    wake = WakeRequest.objects.select_for_update().get(pk=wake.pk)
+    if wake.status in reasons.FINAL_STATUSES:
+        raise Conflict(
+            f"The wake is already {wake.status}.", code="wake_already_final",
+            details={"wake_id": str(wake.pk), "status": wake.status},
+        )
+    moment = now or timezone.now()
+    old_status = wake.status
+    wake.status, wake.reason_code, wake.stage = reasons.CANCELLED, reasons.R_OPERATOR_CANCELLED, reasons.STAGE_DONE
+    wake.finished_at, wake.next_attempt_at, wake.updated_at = moment, None, moment
+    wake.save(update_fields=["status", "reason_code", "stage", "finished_at", "next_attempt_at", "updated_at"])
+    _attempt(wake, step="request", outcome=reasons.CANCELLED, reason_code=reasons.R_OPERATOR_CANCELLED, now=moment,
+             actor=operator, reason=reason.strip(), detail={"cancelled_by": operator.agent_id, "was": old_status})
+    seconds = (moment - wake.created_at).total_seconds()
+    transaction.on_commit(
+        lambda: observability.wake_finished(path="none", outcome=reasons.CANCELLED, seconds=seconds), robust=True
+    )
+    return wake
 
 
 @dataclass
@@ -869,12 +896,19 @@ def _step_spawn(wake: WakeRequest, step: _Step, now: datetime) -> None:
 
 
 @transaction.atomic
+@transaction.atomic
 def _apply(wake: WakeRequest, step: _Step, now: datetime) -> None:
-    """Write a step's outcome: the row, its attempts and audit rows, the new session; release the lease."""
-    for name, value in step.changes.items():
-        setattr(wake, name, value)
-    wake.lease_until, wake.updated_at = None, timezone.now() if now is None else now
-    wake.save()
+    """Write a step's outcome: the row, its attempts and audit rows, the new session; release the lease.
+    An operator's cancel during the step wins: what the step did is recorded, the status stays."""
+    current = WakeRequest.objects.select_for_update().filter(pk=wake.pk).values_list("status", flat=True).first()
+    if current == reasons.CANCELLED:
+        wake.status = current
+        WakeRequest.objects.filter(pk=wake.pk).update(lease_until=None)  # a spawned session is still real
+    else:
+        for name, value in step.changes.items():
+            setattr(wake, name, value)
+        wake.lease_until, wake.updated_at = None, timezone.now() if now is None else now
+        wake.save()
     for a in step.attempts:
         _attempt(wake, step=a["step"], outcome=a["outcome"], reason_code=a["reason_code"], now=now,
                  detail=a["detail"], started=a["started"])
@@ -883,7 +917,7 @@ def _apply(wake: WakeRequest, step: _Step, now: datetime) -> None:
         agent = Actor(agent_id=wake.agent_id, workspace_id=wake.workspace_id, role=ROLE_PARTICIPANT, session_id=session_id)
         session_heartbeat(actor=agent, session_id=session_id, runtime_type=runtime_type, resumable=True, now=now)
         Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).update(session_id=session_id)
-    if wake.status in reasons.FINAL_STATUSES:
+    if wake.status in reasons.FINAL_STATUSES and current != reasons.CANCELLED:
         seconds = (now - wake.created_at).total_seconds()
         path, outcome = wake.path or "none", wake.status
         transaction.on_commit(lambda: observability.wake_finished(path=path, outcome=outcome, seconds=seconds),

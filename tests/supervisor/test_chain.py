@@ -256,3 +256,30 @@ def detach(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, thread, coordinator, tmux_server,
+                                                                    fast_wakes, clock):
+    from supervisor.services import _apply, _Step, wake_cancel
+
+    log = tmp_path / "agent.jsonl"
+    launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    wake = drive(wake.pk, clock, until=lambda w: w.status == reasons.AWAITING_ACK)
+    running = WakeRequest.objects.get(pk=wake.pk)  # a worker's copy, loaded before the cancel
+    with pytest.raises(Exception) as refused:
+        wake_cancel(operator=operator(), wake_id=wake.pk, reason="  ")
+    assert refused.value.code == "reason_required"
+    cancelled = wake_cancel(operator=operator(), wake_id=wake.pk, reason="the agent was replaced", now=clock.now)
+    assert cancelled.status == reasons.CANCELLED and cancelled.finished_at == clock.now
+    # the worker finishes its step after the cancel: its attempt is recorded, the status is not revived
+    step = _Step()
+    step.attempt("inject", reasons.OUT_ACKED, reasons.R_ACKED, {"signal": "runtime_heartbeat"})
+    step.changes.update(status=reasons.DELIVERED, path="inject", stage=reasons.STAGE_DONE)
+    _apply(running, step, clock.advance(1))
+    fresh = WakeRequest.objects.get(pk=wake.pk)
+    assert fresh.status == reasons.CANCELLED and fresh.path == "" and fresh.lease_until is None
+    assert steps(fresh)[-2:] == [("request", "cancelled", "operator_cancelled"), ("inject", "acked", "delivered_acked")]
+    # and the chain never runs it again
+    again, ran = wake_advance(wake_id=wake.pk, now=clock.advance(600))
+    assert ran is False and again.status == reasons.CANCELLED

@@ -47,6 +47,20 @@ def test_runtime_commands(tmp_path, tmux_server, thread):
                                  "--thread-id", str(thread.pk), "--force", "--reason", "urgent", env=env)
     assert code == 0 and wake["source"] == "operator" and wake["force"] is True
 
+    # an operator stops a wake that is stuck (here: held for the paused runtime)
+    cancel = ("orkiva_runtime", "cancel-wake", "--wake-id", wake["wake_id"], "--workspace-id", "ws-main")
+    code, refused = run_manage_json(*cancel, env=env)
+    assert code == 2 and refused["error"]["code"] == "reason_required"
+    code, cancelled = run_manage_json(*cancel, "--reason", "agent replaced", "--operator", "alice", env=env)
+    assert code == 0 and cancelled["status"] == "cancelled" and cancelled["reason_code"] == "operator_cancelled"
+    row = AuditEvent.objects.get(action="wake.request", reason_code="operator_cancelled")
+    assert (row.actor_id, row.reason) == ("operator:alice", "agent replaced")
+    code, again = run_manage_json(*cancel, "--reason", "twice", env=env)
+    assert code == 4 and again["error"]["code"] == "wake_already_final"
+    code, other = run_manage_json("orkiva_runtime", "cancel-wake", "--wake-id", wake["wake_id"],
+                                  "--workspace-id", "ws-other", "--reason", "x", env=env)
+    assert code == 3 and other["error"]["code"] == "wake_not_found"  # another workspace's wake does not exist
+
     code, missing = run_manage_json("orkiva_runtime", "deregister", "--agent-id", "nobody", "--workspace-id", "ws-main",
                                     "--reason", "x", env=env)
     assert code == 3 and missing["error"]["code"] == "runtime_not_found"

@@ -13,8 +13,8 @@ from supervisor.presenters import runtime_json, wake_json
 from supervisor.selectors import runtime_list
 from orkiva.versioning import SCHEMA_VERSION, iso
 
-ACTIONS = ("launch", "list", "pause", "resume", "deregister", "wake")
-NEEDS_REASON = ("pause", "resume", "deregister")
+ACTIONS = ("launch", "list", "pause", "resume", "deregister", "wake", "cancel-wake")
+NEEDS_REASON = ("pause", "resume", "deregister", "cancel-wake")
 
 
 class Command(OrkivaCommand):
@@ -31,6 +31,7 @@ class Command(OrkivaCommand):
         parser.add_argument("--workdir", default="", help="launch: the agent's working directory.")
         parser.add_argument("--role", default=ROLE_PARTICIPANT, choices=TOKEN_ROLES, help="launch: the token's role.")
         parser.add_argument("--thread-id", default="", help="wake: the thread to wake the agent about.")
+        parser.add_argument("--wake-id", default="", help="cancel-wake: the wake to stop.")
         parser.add_argument("--force", action="store_true", help="wake: inject even past a typing human (audited).")
 
     def run(self, **options) -> dict[str, Any]:
@@ -43,6 +44,14 @@ class Command(OrkivaCommand):
             runtimes = runtime_list(workspace_id=workspace_id or None)
             return {"runtimes": [runtime_json(r) for r in runtimes], "count": len(runtimes),
                     "schema_version": SCHEMA_VERSION}
+        if action == "cancel-wake":
+            if not options["wake_id"] or not workspace_id:
+                raise ValidationFailed("Give --wake-id and --workspace-id.", code="usage_error")
+            wake = services.wake_cancel(
+                operator=self.operator_actor(options, workspace_id=workspace_id), wake_id=options["wake_id"],
+                reason=reason,
+            )
+            return wake_json(wake)
         if not agent_id or not workspace_id:
             raise ValidationFailed("Give --agent-id and --workspace-id.", code="usage_error")
         operator = self.operator_actor(options, workspace_id=workspace_id)
