@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The pilot, as an operator runs it (docs/pilot.md): against a running bridge and qcluster, open a
+# review thread, launch a scripted executioner and reviewer as managed runtimes, wait until the
+# thread is resolved with no human relaying anything, then print the pilot report for it.
+#
+#   pilot/run_pilot.sh [--workspace-id pilot] [--timeout 180] [--stubborn N]
+#
+# Environment: ORKIVA_PUBLIC_URL (the bridge, default http://127.0.0.1:8000), PYTHON (default
+# .venv/bin/python), FIX_DELAY (seconds the executioner "works" on fixes; set it above the
+# bridge's ORKIVA_RUNTIME_IDLE_SECONDS so the reviewer is idle, and so woken, when they land).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKSPACE=pilot TIMEOUT=180 STUBBORN=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --workspace-id) WORKSPACE=$2; shift 2 ;;
+        --timeout) TIMEOUT=$2; shift 2 ;;
+        --stubborn) STUBBORN=$2; shift 2 ;;
+        *) echo "usage: $0 [--workspace-id W] [--timeout SECONDS] [--stubborn N]" >&2; exit 2 ;;
+    esac
+done
+PYTHON=${PYTHON:-.venv/bin/python}
+URL=${ORKIVA_PUBLIC_URL:-http://127.0.0.1:8000}
+FIX_DELAY=${FIX_DELAY:-8}
+json_field() { "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+TOKEN=$("$PYTHON" manage.py orkiva_issue_token --agent-id coordinator --workspace-id "$WORKSPACE" \
+    --role coordinator --session-id pilot-coordinator --json | json_field '["token"]')
+THREAD=$(curl -sf -X POST "$URL/v1/threads" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"title": "Pilot: review the parser change", "type": "review", "participants": ["executioner", "reviewer"]}' \
+    | json_field '["id"]')
+echo "pilot: thread $THREAD in workspace $WORKSPACE"
+
+launch() {  # agent-id, then the scripted agent's arguments
+    local agent=$1; shift
+    ORKIVA_PUBLIC_URL=$URL "$PYTHON" manage.py orkiva_runtime launch --agent-id "$agent" --workspace-id "$WORKSPACE" \
+        --runtime codex --workdir "$PWD" --reason "pilot run" --json \
+        --command "$PYTHON -m pilot.agent $agent --thread $THREAD $*" | json_field '["attach"]'
+}
+echo "pilot: executioner: $(launch executioner --fix-delay "$FIX_DELAY")"
+echo "pilot: reviewer:    $(launch reviewer --stubborn "$STUBBORN")"
+
+deadline=$((SECONDS + TIMEOUT))
+status=open
+while [ "$SECONDS" -lt "$deadline" ]; do
+    status=$(curl -sf "$URL/v1/threads/$THREAD" -H "Authorization: Bearer $TOKEN" | json_field '["status"]')
+    case "$status" in
+        resolved|closed) break ;;
+        blocked) echo "pilot: thread blocked: see docs/operator.md (orkiva_inspect, orkiva_unblock)" ;;
+    esac
+    sleep 2
+done
+echo "pilot: thread is $status"
+"$PYTHON" manage.py orkiva_pilot_report --workspace-id "$WORKSPACE" --thread "$THREAD"
+[ "$status" = resolved ] || [ "$status" = closed ]

@@ -1,0 +1,265 @@
+"""The pilot end to end: an executioner and a reviewer (the scripted agents of pilot/agent.py,
+speaking MCP over HTTP) in managed tmux panes launched by `orkiva_runtime launch`, a live bridge,
+a real `manage.py qcluster`, and no human message at any step.
+
+Variants of the same review: the reviewer woken through its pane; its pane gone, so the wake
+resumes it with `codex exec resume` (the stand-in codex runs the reviewer once); its session too
+stale, so a fresh one is spawned with the thread summary; and the two agents looping until the
+policy blocks the thread and an operator unblocks it with a reason."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import libtmux
+import pytest
+
+from messaging.models import Message
+from policy.identity import Actor
+from policy.models import AuditEvent
+from sessions.models import AgentSession
+from supervisor import tmux
+from supervisor.models import WakeRequest
+from tests.conftest import token_for
+from tests.live import MANAGE, REPO, bridge_server, run_manage_json, subprocess_env
+from threads.models import Thread
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
+
+BIN = Path(__file__).resolve().parent / "bin"
+AGENTS = ("executioner", "reviewer")
+COORDINATOR = Actor(agent_id="coordinator", workspace_id="ws-pilot", role="coordinator", session_id="pilot-coord")
+
+
+class Pilot:
+    """The running pilot: its environment, processes and tmux server, and ways to watch them."""
+
+    def __init__(self, tmp_path: Path, tmux_socket: str, extra_env: dict[str, str]):
+        self.tmp_path = tmp_path
+        self.codex_log = tmp_path / "codex.jsonl"
+        settings = {
+            "ORKIVA_TMUX_SOCKET": tmux_socket, "ORKIVA_TMUX_CONFIG": "/dev/null", "ORKIVA_SUPERVISOR_HOST": "pilot-host",
+            # a reviewer silent for 2 s is idle; every post may wake it again (no dedupe window)
+            "ORKIVA_RUNTIME_IDLE_SECONDS": "2", "ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS": "0",
+            "ORKIVA_WAKE_ACK_TIMEOUT_SECONDS": "30", "ORKIVA_WAKE_ACK_POLL_SECONDS": "0.5",
+            "ORKIVA_WAKE_RESUME_BACKOFF_SECONDS": "1", "ORKIVA_Q_POLL": "0.1", "ORKIVA_Q_WORKERS": "2",
+            "PILOT_FIX_DELAY": "3",  # the executioner's work on the fixes: longer than the idle threshold
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "FAKE_CODEX_LOG": str(self.codex_log),
+        }
+        self.env = subprocess_env(**{**settings, **extra_env})
+        self.thread_id = ""
+        self.base_url = ""
+
+    def codex_calls(self, mode: str) -> list[dict]:
+        if not self.codex_log.exists():
+            return []
+        rows = [json.loads(line) for line in self.codex_log.read_text().splitlines() if line.strip()]
+        return [r for r in rows if r["mode"] == mode]
+
+    def launch(self, agent_id: str, *extra: str) -> dict:
+        command = shlex.join([sys.executable, "-m", "pilot.agent", agent_id, "--thread", self.thread_id, *extra])
+        code, body = run_manage_json(
+            "orkiva_runtime", "launch", "--agent-id", agent_id, "--workspace-id", "ws-pilot", "--runtime", "codex",
+            "--command", command, "--workdir", str(REPO), "--reason", "pilot", "--operator", "pilot", env=self.env,
+        )
+        assert code == 0, body
+        return body["runtime"]
+
+    def pane(self, runtime: dict) -> str:
+        return tmux.capture(runtime["pty_target"]) if tmux.pane_state(runtime["pty_target"]).exists else ""
+
+    def status(self) -> str:
+        return Thread.objects.get(pk=self.thread_id).status
+
+    def wait(self, predicate, *, what: str, timeout: float = 90, panes: tuple = ()):
+        """Wait for the real processes to get somewhere; on a timeout, show what they printed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        screens = "\n".join(f"--- {r['agent_id']} pane ---\n{self.pane(r)}" for r in panes)
+        cluster = (self.tmp_path / "qcluster.log").read_text()[-4000:]
+        raise AssertionError(f"timed out waiting for {what}\n{screens}\n--- qcluster ---\n{cluster}")
+
+
+@contextmanager
+def running_pilot(tmp_path: Path, **extra_env: str):
+    socket = f"orkiva-pilot-{uuid.uuid4().hex[:8]}"
+    server = libtmux.Server(socket_name=socket, config_file="/dev/null")
+    pilot = Pilot(tmp_path, socket, extra_env)
+    with bridge_server(tmp_path, env={**pilot.env}) as bridge:
+        pilot.base_url = bridge.base_url
+        pilot.env["ORKIVA_PUBLIC_URL"] = bridge.base_url
+        log = open(tmp_path / "qcluster.log", "w")
+        cluster = subprocess.Popen(
+            [sys.executable, MANAGE, "qcluster"], cwd=REPO, env=pilot.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            pilot.thread_id = create_thread_over_mcp(bridge.base_url)
+            yield pilot
+        finally:
+            cluster.send_signal(signal.SIGTERM)
+            try:
+                cluster.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(cluster.pid, signal.SIGKILL)
+                cluster.wait()
+            log.close()
+            if server.is_alive():
+                server.kill()
+            socket_path = Path(f"/tmp/tmux-{os.getuid()}") / socket
+            if socket_path.exists():
+                socket_path.unlink()
+
+
+def create_thread_over_mcp(base_url: str) -> str:
+    """The coordinator opens the review thread through MCP, as its agent would."""
+    import anyio
+
+    from pilot.agent import Bridge, connect
+
+    created: dict = {}
+
+    async def run(bridge: Bridge) -> None:
+        created.update(await bridge.call("create_thread", title="Review the parser change", type="review",
+                                         participants=list(AGENTS)))
+
+    previous = {k: os.environ.get(k) for k in ("ORKIVA_URL", "ORKIVA_TOKEN")}
+    os.environ.update(ORKIVA_URL=base_url, ORKIVA_TOKEN=token_for(COORDINATOR))
+    try:
+        anyio.run(connect, run)
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return created["id"]
+
+
+def senders_and_kinds(thread_id: str) -> list[tuple[str, str]]:
+    return list(Message.objects.filter(thread_id=thread_id).order_by("seq").values_list("sender", "kind"))
+
+
+def assert_no_human_relay(thread_id: str) -> None:
+    """Every message came from the two agents (status changes included): nobody relayed anything."""
+    assert {sender for sender, _ in senders_and_kinds(thread_id)} <= set(AGENTS)
+
+
+def report_for(pilot: Pilot) -> dict:
+    code, report = run_manage_json("orkiva_pilot_report", "--workspace-id", "ws-pilot", "--thread", pilot.thread_id,
+                                   env=pilot.env)
+    assert code == 0, report
+    return report["threads"][0]
+
+
+def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path):
+    with running_pilot(tmp_path) as pilot:
+        executioner = pilot.launch("executioner")
+        pilot.wait(lambda: Message.objects.filter(thread_id=pilot.thread_id, kind="message").exists(),
+                   what="the executioner's work", panes=(executioner,))
+        reviewer = pilot.launch("reviewer")
+        panes = (executioner, reviewer)
+        pilot.wait(lambda: pilot.status() == "resolved", what="the thread to resolve", panes=panes)
+        pilot.wait(lambda: "done" in pilot.pane(executioner), what="the executioner to finish", panes=panes)
+        assert "woken: Orkiva: unread messages for you" in pilot.pane(reviewer)
+        pilot.wait(lambda: WakeRequest.objects.filter(thread_id=pilot.thread_id, agent_id="reviewer",
+                                                      status="delivered").exists(),
+                   what="the reviewer's wake to be acknowledged", panes=panes)
+
+    kinds = [kind for _, kind in senders_and_kinds(pilot.thread_id)]
+    assert kinds == ["message", "finding", "finding", "fix", "fix", "resolution", "resolution", "status"]
+    assert_no_human_relay(pilot.thread_id)
+    # each post was retried with its idempotency key and replayed: one row per key
+    assert Message.objects.filter(thread_id=pilot.thread_id, idempotency_key__isnull=False).count() == 7
+    wakes = list(WakeRequest.objects.filter(thread_id=pilot.thread_id, agent_id="reviewer"))
+    assert [(w.source, w.status, w.path) for w in wakes if w.status == "delivered"] == [("auto", "delivered", "inject")]
+    assert pilot.codex_calls("resume") == [] and pilot.codex_calls("spawn") == []
+
+    row = report_for(pilot)
+    assert row["status"] == "resolved" and row["review_rounds"] == 2
+    assert row["cycle_time_seconds"] > 0 and row["human_interventions"] == 0
+    assert row["wakes"]["latency_seconds_by_path"]["inject"]["count"] >= 1
+
+
+def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_path):
+    with running_pilot(tmp_path) as pilot:
+        executioner = pilot.launch("executioner")
+        reviewer = pilot.launch("reviewer")
+        panes = (executioner, reviewer)
+        pilot.wait(lambda: Message.objects.filter(thread_id=pilot.thread_id, kind="finding").count() == 2,
+                   what="the first review", panes=panes)
+        pilot.wait(lambda: "dormant" in pilot.pane(reviewer), what="the reviewer to go dormant", panes=panes)
+        tmux.kill_session(reviewer["pty_target"].split(":")[0])  # its terminal is closed
+        pilot.wait(lambda: pilot.status() == "resolved", what="the thread to resolve", panes=(executioner,))
+
+    (resume,) = pilot.codex_calls("resume")
+    launched_session = AgentSession.objects.filter(agent_id="reviewer").order_by("created_at").first().session_id
+    assert resume["argv"][1:4] == ["exec", "resume", launched_session]  # the session it heartbeated from its pane
+    assert resume["thread_id"] == pilot.thread_id and resume["env"]["ORKIVA_AGENT_ID"] == "reviewer"
+    wake = WakeRequest.objects.get(thread_id=pilot.thread_id, agent_id="reviewer", status="resumed")
+    steps = [(a.step, a.reason_code) for a in wake.attempts.all()]
+    assert ("inject", "target_missing") in steps and ("resume", "resume_ok") in steps
+    assert pilot.codex_calls("spawn") == []
+    assert_no_human_relay(pilot.thread_id)
+
+
+def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_summary(tmp_path):
+    with running_pilot(tmp_path, ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS="2", PILOT_FIX_DELAY="5") as pilot:
+        executioner = pilot.launch("executioner")
+        reviewer = pilot.launch("reviewer")
+        panes = (executioner, reviewer)
+        pilot.wait(lambda: "dormant" in pilot.pane(reviewer) and
+                   Message.objects.filter(thread_id=pilot.thread_id, kind="finding").count() == 2,
+                   what="the first review", panes=panes)
+        tmux.kill_session(reviewer["pty_target"].split(":")[0])
+        pilot.wait(lambda: pilot.status() == "resolved", what="the thread to resolve", panes=(executioner,))
+
+    assert pilot.codex_calls("resume") == []  # older than the stale threshold: not resumed
+    (spawn,) = pilot.codex_calls("spawn")
+    prompt = spawn["argv"][-1]
+    assert spawn["argv"][1:3] == ["exec", "--json"] and pilot.thread_id in prompt
+    assert "Null dereference in parse()" in prompt  # the summary's open findings seed the new session
+    wake = WakeRequest.objects.get(thread_id=pilot.thread_id, agent_id="reviewer", status="spawned")
+    assert ("resume", "stale_session") in [(a.step, a.reason_code) for a in wake.attempts.all()]
+    assert_no_human_relay(pilot.thread_id)
+
+
+def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblocks(tmp_path):
+    with running_pilot(tmp_path) as pilot:
+        executioner = pilot.launch("executioner")
+        reviewer = pilot.launch("reviewer", "--stubborn", "2")
+        panes = (executioner, reviewer)
+        pilot.wait(lambda: pilot.status() == "blocked", what="the policy to block the loop", panes=panes)
+        thread = Thread.objects.get(pk=pilot.thread_id)
+        assert thread.status_reason_code == "repeated_finding"
+
+        code, inspected = run_manage_json("orkiva_inspect", "escalations", "--workspace-id", "ws-pilot", env=pilot.env)
+        assert code == 0, inspected
+        (escalation,) = [e for e in inspected["escalations"] if e["thread_id"] == pilot.thread_id]
+        assert escalation["reason_code"] == "repeated_finding" and escalation["status"] == "open"
+
+        code, unblocked = run_manage_json(
+            "orkiva_unblock", "--workspace-id", "ws-pilot", "--thread", pilot.thread_id, "--operator", "alice",
+            "--reason", "The fix is right; reviewer, accept it.", env=pilot.env,
+        )
+        assert code == 0, unblocked
+        pilot.wait(lambda: pilot.status() == "resolved", what="the thread to finish after the unblock", panes=panes)
+
+    unblock = AuditEvent.objects.get(action="thread.unblock", target_id=pilot.thread_id)
+    assert (unblock.actor_id, unblock.reason) == ("operator:alice", "The fix is right; reviewer, accept it.")
+    assert_no_human_relay(pilot.thread_id)
+    row = report_for(pilot)
+    assert row["escalations"] >= 1 and row["human_interventions"] >= 1
