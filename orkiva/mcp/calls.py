@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,7 +24,17 @@ from django.db import close_old_connections
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
 
-from orkiva.context import bind_caller, bind_operation, current_request_id
+from orkiva.context import (
+    begin_call,
+    bind_caller,
+    bind_operation,
+    bind_request_id,
+    current_call,
+    current_request_id,
+    end_call,
+    new_request_id,
+    reset_request_id,
+)
 from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
 from policy.identity import Actor
 
@@ -123,6 +134,9 @@ async def run_steps(name: str, steps: Callable[[Runner], Awaitable[dict[str, Any
     Domain errors are audited and counted exactly like REST's (report_error) and become an
     `is_error` result with the REST body; anything else is a bug: logged with the request id
     and answered as a JSON-RPC internal error, never as a friendly result."""
+    if current_request_id() is None:  # stdio: no HTTP request around the call, so it is its own
+        with _standalone_call():
+            return await run_steps(name, steps)
     bind_operation(name)
     caller = _current_caller()
     resolved: list[Actor] = []
@@ -147,10 +161,27 @@ async def run_steps(name: str, steps: Callable[[Runner], Awaitable[dict[str, Any
             return failure(err)
 
 
+@contextlib.contextmanager
+def _standalone_call():
+    """A tool call outside any HTTP request (stdio): a fresh request id and call record, and
+    one log line like the request middleware's."""
+    rid_token = bind_request_id(new_request_id())
+    call_token = begin_call()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        info = current_call()
+        fields = {"transport": "stdio", "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if info.error_code is not None:
+            fields["error_code"] = info.error_code
+        (logger.warning if info.error_code else logger.info)("mcp_call", **fields)
+        end_call(call_token)
+        reset_request_id(rid_token)
+
+
 def internal_error(name: str) -> MCPError:
     logger.exception("mcp_tool_crashed", tool=name)
-    from orkiva.context import current_call
-
     current_call().error_code = "internal_error"
     return MCPError(
         code=INTERNAL_ERROR,

@@ -20,6 +20,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from orkiva import observability
+
 
 def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     from threads.models import Thread
@@ -61,10 +63,12 @@ class ThreadWatcher:
             # A fresh context: the watcher outlives the call that started it and must not run
             # its queries on that call's request thread.
             self._task = loop.create_task(self._run(), context=contextvars.Context())
+        observability.mcp_waiter_started()
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
             return bool(done)
         finally:
+            observability.mcp_waiter_finished()
             entries = self._waiters.get(thread_id, [])
             if entry in entries:
                 entries.remove(entry)
