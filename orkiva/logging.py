@@ -80,6 +80,8 @@ def logging_config(*, fmt: str, level: str) -> dict:
             "django.server": {"handlers": [], "level": "ERROR", "propagate": True},
             "django.request": {"handlers": [], "level": "ERROR", "propagate": True},
             "django-q": {"handlers": [], "level": level, "propagate": True},
+            # The MCP SDK logs every stateless request's transport at INFO; its warnings and errors stay.
+            "mcp": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
 

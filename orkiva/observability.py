@@ -17,7 +17,7 @@ import os
 import structlog
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
@@ -52,6 +52,10 @@ WAKE_SECONDS = Histogram(
     "orkiva_wake_duration_seconds", "Seconds from a wake's creation to its final status, by path and outcome.",
     ["path", "outcome"],
     buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")),
+)
+MCP_WAITERS = Gauge(
+    "orkiva_mcp_waiters", "wait_for_messages calls blocked right now (summed over live processes).",
+    multiprocess_mode="livesum",
 )
 
 
@@ -108,6 +112,16 @@ def wake_finished(*, path: str, outcome: str, seconds: float) -> None:
     WAKES_FINISHED.labels(path=path, outcome=outcome).inc()
     WAKE_SECONDS.labels(path=path, outcome=outcome).observe(max(seconds, 0.0))
     logger.info("wake_finished", path=path, outcome=outcome, seconds=round(seconds, 3))
+
+
+def mcp_waiter_started() -> None:
+    """A wait_for_messages call began waiting (nothing new yet)."""
+    MCP_WAITERS.inc()
+
+
+def mcp_waiter_finished() -> None:
+    """That wait ended (woken or timed out)."""
+    MCP_WAITERS.dec()
 
 
 # --- the scrape ------------------------------------------------------------------------------------

@@ -140,6 +140,28 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- MCP (/v1/mcp and manage.py orkiva_mcp_stdio; docs/mcp.md) --------------------------------
+def _mcp_hosts_from(allowed_hosts: list[str]) -> list[str]:
+    """Django's host names as the MCP SDK's Host patterns: each name with and without a port.
+    Django's wildcards (".example.com", "*") have no SDK equivalent and are left out."""
+    names = [h for h in allowed_hosts if h and not h.startswith(".") and h != "*"]
+    return [pattern for name in names for pattern in (name, f"{name}:*")]
+
+
+# The Host headers the MCP endpoint answers (DNS-rebinding protection); others get 421.
+ORKIVA_MCP_ALLOWED_HOSTS = env.list("ORKIVA_MCP_ALLOWED_HOSTS", default=_mcp_hosts_from(ALLOWED_HOSTS))
+# Browser Origins the endpoint answers (requests without an Origin, like every agent's, pass).
+ORKIVA_MCP_ALLOWED_ORIGINS = env.list(
+    "ORKIVA_MCP_ALLOWED_ORIGINS",
+    default=[f"{scheme}://{host}" for host in ORKIVA_MCP_ALLOWED_HOSTS for scheme in ("http", "https")],
+)
+# wait_for_messages: the longest a call may block (its timeout argument is capped to this), and
+# how often one process checks, in one query for all its waiters, whether their threads moved.
+ORKIVA_MCP_WAIT_MAX_SECONDS = env.float("ORKIVA_MCP_WAIT_MAX_SECONDS", default=45)
+ORKIVA_MCP_WAIT_POLL_SECONDS = env.float("ORKIVA_MCP_WAIT_POLL_SECONDS", default=0.5)
+if ORKIVA_MCP_WAIT_MAX_SECONDS <= 0 or ORKIVA_MCP_WAIT_POLL_SECONDS <= 0:
+    raise ImproperlyConfigured("ORKIVA_MCP_WAIT_MAX_SECONDS and ORKIVA_MCP_WAIT_POLL_SECONDS must be positive")
+
 # --- tokens ----------------------------------------------------------------------------------
 ORKIVA_JWT_ALGORITHM = env.str("ORKIVA_JWT_ALGORITHM", default="HS256")
 if ORKIVA_JWT_ALGORITHM not in {"HS256", "HS384", "HS512"}:

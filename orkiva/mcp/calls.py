@@ -1,0 +1,189 @@
+"""How an MCP tool call meets Django: who is calling, where its ORM work runs, and how a
+failure becomes a tool result (the one MCP error renderer).
+
+The HTTP view and the stdio command each say who the caller is (`bind_mcp_caller`) before the
+SDK runs a tool. ORM work runs through `sync_to_async(thread_sensitive=True)`: over HTTP inside
+a `ThreadSensitiveContext` whose executor is the Django request thread that is waiting for the
+answer (so a tool uses that thread's database connection, opened and closed by the request
+cycle exactly as a REST view's is); over stdio on asgiref's one shared thread.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.db import close_old_connections
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
+
+from orkiva.context import (
+    begin_call,
+    bind_caller,
+    bind_operation,
+    bind_request_id,
+    current_call,
+    current_request_id,
+    end_call,
+    new_request_id,
+    reset_request_id,
+)
+from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
+from policy.identity import Actor
+
+logger = structlog.get_logger("orkiva.mcp")
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[Actor], Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class McpCaller:
+    """Who calls (resolved in the ORM thread, since stdio verifies its token per call) and
+    where the call's ORM work runs (None: asgiref's shared thread)."""
+
+    resolve_actor: Callable[[], Actor]
+    executor: Executor | None = None
+
+
+_caller: contextvars.ContextVar[McpCaller | None] = contextvars.ContextVar("orkiva_mcp_caller", default=None)
+
+
+def bind_mcp_caller(caller: McpCaller) -> contextvars.Token:
+    return _caller.set(caller)
+
+
+def reset_mcp_caller(token: contextvars.Token) -> None:
+    _caller.reset(token)
+
+
+def _current_caller() -> McpCaller:
+    caller = _caller.get()
+    if caller is None:  # a tool reached without the view or the stdio command: a wiring bug
+        raise RuntimeError("MCP tool called without a bound caller")
+    return caller
+
+
+def _as_request(fn: Callable[[], T]) -> Callable[[], T]:
+    """Run `fn` the way a request runs: stale connections closed before and after."""
+
+    def run() -> T:
+        close_old_connections()
+        try:
+            return fn()
+        finally:
+            close_old_connections()
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def orm_context():
+    """The block inside which `orm()` calls run on this call's ORM thread."""
+    executor = _current_caller().executor
+    if executor is None:
+        yield
+        return
+    async with ThreadSensitiveContext(executor=executor):
+        yield
+
+
+async def orm(fn: Callable[[], T]) -> T:
+    """Run sync ORM code for the current call (inside `orm_context`)."""
+    return await sync_to_async(_as_request(fn), thread_sensitive=True)()
+
+
+def release_connections() -> None:
+    """Close this thread's database connections (a waiting call holds none)."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
+def success(data: dict[str, Any]) -> CallToolResult:
+    """The presenter's dict as structured content, and as JSON text for clients that read text."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(data))], structured_content=data, is_error=False
+    )
+
+
+def failure(err: DomainError) -> CallToolResult:
+    """A domain error as a tool result: `is_error` and the REST error body, request id included."""
+    body = render_domain_error(err)
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
+
+
+async def run_tool(name: str, work: Callable[[Actor], dict[str, Any]]) -> CallToolResult:
+    """One tool call that is one sync step: `work(actor)` runs in the call's ORM thread."""
+    return await run_steps(name, lambda run: run(work))
+
+
+async def run_steps(name: str, steps: Callable[[Runner], Awaitable[dict[str, Any]]]) -> CallToolResult:
+    """One tool call: name the operation, resolve the caller once, let `steps` run its sync ORM
+    steps through `run(fn)` (each gets the actor), and present the dict it returns.
+
+    Domain errors are audited and counted exactly like REST's (report_error) and become an
+    `is_error` result with the REST body; anything else is a bug: logged with the request id
+    and answered as a JSON-RPC internal error, never as a friendly result."""
+    if current_request_id() is None:  # stdio: no HTTP request around the call, so it is its own
+        with _standalone_call():
+            return await run_steps(name, steps)
+    bind_operation(name)
+    caller = _current_caller()
+    resolved: list[Actor] = []
+
+    async def run(fn: Callable[[Actor], T]) -> T:
+        def call() -> T:
+            if not resolved:
+                resolved.append(caller.resolve_actor())
+                bind_caller(resolved[0])
+            return fn(resolved[0])
+
+        return await orm(call)
+
+    async with orm_context():
+        try:
+            return success(await steps(run))
+        except Exception as exc:
+            err = to_domain_error(exc)
+            if err is None:
+                raise internal_error(name) from exc
+            await orm(lambda: report_error(err))
+            return failure(err)
+
+
+@contextlib.contextmanager
+def _standalone_call():
+    """A tool call outside any HTTP request (stdio): a fresh request id and call record, and
+    one log line like the request middleware's."""
+    rid_token = bind_request_id(new_request_id())
+    call_token = begin_call()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        info = current_call()
+        fields = {"transport": "stdio", "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if info.error_code is not None:
+            fields["error_code"] = info.error_code
+        (logger.warning if info.error_code else logger.info)("mcp_call", **fields)
+        end_call(call_token)
+        reset_request_id(rid_token)
+
+
+def internal_error(name: str) -> MCPError:
+    logger.exception("mcp_tool_crashed", tool=name)
+    current_call().error_code = "internal_error"
+    return MCPError(
+        code=INTERNAL_ERROR,
+        message=f"internal_error: the server failed; request id {current_request_id()} identifies it in the logs.",
+    )

@@ -1,0 +1,161 @@
+"""The MCP tools' output schemas: the JSON the presenters return (the REST bodies), as pydantic
+models the SDK publishes as each tool's `outputSchema` and checks results against.
+
+They describe, never reshape: a tool returns the presenter's dict itself as structured content.
+tests/orkiva/test_mcp_schemas.py holds each model's fields equal to its REST serializer's, so the
+two descriptions of one body cannot drift apart.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from messaging import kinds
+from sessions.models import RUNTIME_TYPES
+from threads import transitions
+
+ThreadStatus = Literal[transitions.STATUSES]  # type: ignore[valid-type]
+MessageKind = Literal[kinds.KINDS]  # type: ignore[valid-type]
+PostableKind = Literal[kinds.POSTABLE_KINDS]  # type: ignore[valid-type]
+RuntimeType = Literal[RUNTIME_TYPES]  # type: ignore[valid-type]
+
+
+class Versioned(BaseModel):
+    schema_version: int = Field(description="Body schema version (1); additive changes only within v1.")
+
+
+class ThreadOut(Versioned):
+    id: str = Field(description="The thread id (a UUID).")
+    workspace_id: str
+    title: str
+    type: str
+    status: ThreadStatus
+    status_changed_at: datetime
+    status_reason: str | None
+    status_reason_code: str | None
+    participants: list[str] = Field(description="Agent ids of the participants, sorted.")
+    created_by: str
+    last_seq: int = Field(description="Seq of the newest message (0: none yet).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageOut(Versioned):
+    id: int
+    thread_id: str
+    seq: int = Field(description="Position in the thread: 1, 2, 3... gapless, in commit order.")
+    sender: str
+    kind: MessageKind
+    body: str
+    in_reply_to: int | None
+    item_state: str | None = Field(description="open/addressed/resolved/answered for findings and questions.")
+    idempotency_key: str | None
+    created_at: datetime
+    idempotent_replay: bool | None = Field(
+        default=None, description="Present on post results: true when an idempotency key replayed an earlier post."
+    )
+
+
+class MessagePageOut(Versioned):
+    thread_id: str
+    messages: list[MessageOut]
+    last_seq: int
+    last_read_seq: int = Field(description="Your read cursor (reading never moves it; ack_read does).")
+    unread_count: int = Field(description="Messages after your cursor not sent by you.")
+    next_after_seq: int = Field(description="Pass as after_seq to continue after this page.")
+
+
+class CursorOut(Versioned):
+    thread_id: str
+    last_read_seq: int
+    unread_count: int
+
+
+class LastMessageOut(BaseModel):
+    seq: int
+    kind: str
+    excerpt: str
+    created_at: datetime
+
+
+class SummaryParticipantOut(BaseModel):
+    agent_id: str
+    last_read_seq: int
+    unread_count: int
+    last_message: LastMessageOut | None
+
+
+class OpenItemOut(BaseModel):
+    seq: int
+    kind: str
+    sender: str
+    state: str
+    excerpt: str
+    created_at: datetime
+
+
+class CountsOut(BaseModel):
+    messages: int
+    by_kind: dict[str, int]
+
+
+class SummaryOut(Versioned):
+    thread_id: str
+    title: str
+    type: str
+    status: str
+    status_changed_at: datetime
+    status_reason: str | None
+    status_reason_code: str | None
+    participants: list[SummaryParticipantOut]
+    open_items: list[OpenItemOut] = Field(description="Findings and questions not yet resolved or answered.")
+    open_findings: int
+    open_questions: int
+    counts: CountsOut
+    last_seq: int
+
+
+class SessionOut(Versioned):
+    agent_id: str
+    workspace_id: str
+    session_id: str
+    runtime_type: RuntimeType
+    resumable: bool
+    last_heartbeat_at: datetime
+
+
+class WakeStepOut(BaseModel):
+    step: str
+    outcome: str
+    reason_code: str
+    at: datetime | None
+    started_at: datetime | None
+    detail: dict
+
+
+class WakeTraceOut(BaseModel):
+    trace_id: str
+    dedupe_key: str
+    steps: list[WakeStepOut]
+
+
+class WakeOut(Versioned):
+    wake_id: str
+    status: str = Field(description="pending, deferred, queued, delivered, ... (see docs/supervisor.md).")
+    thread_id: str
+    agent_id: str
+    workspace_id: str
+    source: str
+    reason_code: str
+    reason: str | None
+    force: bool
+    deduped: bool = Field(description="True when this trigger joined a wake already under way.")
+    final: bool
+    path: str | None
+    attempts: dict[str, int]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+    trace: WakeTraceOut

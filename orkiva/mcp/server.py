@@ -1,0 +1,305 @@
+"""The MCP server: every bridge operation as a tool, each a thin call of the same service or
+selector as its REST twin, returning the same presenter's JSON as structured content.
+
+`build_server()` makes a fresh `MCPServer` (one per HTTP adapter, one per stdio process). The
+caller's identity never comes from arguments: the HTTP view or the stdio command binds it
+(orkiva.mcp.calls), and arguments naming another agent or workspace are refused and audited
+exactly as REST refuses them (`claim_mismatch`).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from django.conf import settings
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from messaging import kinds
+from messaging.presenters import cursor_json, message_json, page_json
+from messaging.selectors import message_page
+from messaging.services import cursor_ack, message_post
+from orkiva.mcp import schemas
+from orkiva.mcp.calls import orm, release_connections, run_steps, run_tool
+from orkiva.mcp.waiting import watcher
+from orkiva.versioning import SCHEMA_VERSION
+from policy.identity import IDENTIFIER_HELP, Actor
+from policy.roles import Op
+from policy.services import check_payload_identity
+from sessions.presenters import session_json
+from sessions.services import session_heartbeat
+from supervisor.presenters import wake_json
+from supervisor.services import wake_trigger
+from threads import transitions
+from threads.presenters import thread_json
+from threads.selectors import thread_get
+from threads.services import thread_create, thread_transition
+from threads.summary import thread_summary
+
+INSTRUCTIONS = (
+    "Orkiva threads let coding agents work together without a human relaying messages. "
+    "Your identity (agent, workspace, role) comes from your token; never pass it unless a tool asks. "
+    "Typical loop: read_messages (after your read cursor), act, post_message (reply with in_reply_to, "
+    "use kind finding/fix/question/answer/resolution for review work), ack_read up to what you handled, "
+    "then wait_for_messages instead of polling. Errors come back as results with isError and a body "
+    '{"error": {"code", "message", "details"}, "request_id"}; the code is stable (docs/mcp.md).'
+)
+
+ThreadId = Annotated[str, Field(description="The thread's id (a UUID), as returned by create_thread.")]
+AgentId = Annotated[str, Field(min_length=1, max_length=128, description=f"An agent id: {IDENTIFIER_HELP}.")]
+OwnIdentity = Annotated[
+    str | None, Field(description="Optional; if given it must equal your token's (else claim_mismatch).")
+]
+
+
+def _out(model: type) -> Any:
+    """`-> Annotated[CallToolResult, model]`: the tool returns the presenter's dict unchanged, and
+    the SDK publishes `model` as its output schema and checks the dict against it."""
+    return Annotated[CallToolResult, model]
+
+
+ThreadResult = _out(schemas.ThreadOut)
+MessageResult = _out(schemas.MessageOut)
+PageResult = _out(schemas.MessagePageOut)
+CursorResult = _out(schemas.CursorOut)
+SummaryResult = _out(schemas.SummaryOut)
+SessionResult = _out(schemas.SessionOut)
+WakeResult = _out(schemas.WakeOut)
+
+
+def _claims(**named: str | None) -> dict[str, str]:
+    """The identity fields an argument list names (None: not given)."""
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int | None) -> dict[str, Any]:
+    page = message_page(
+        actor=actor, thread_id=thread_id, after_seq=after_seq, limit=limit or settings.ORKIVA_READ_LIMIT_DEFAULT
+    )
+    return page_json(page)
+
+
+def build_server() -> MCPServer:
+    mcp = MCPServer(
+        "orkiva",
+        title="Orkiva bridge",
+        instructions=INSTRUCTIONS,
+        version=str(SCHEMA_VERSION),
+        # The SDK's own logging setup would reconfigure the root logger; ours (structlog) stays.
+        log_level="WARNING",
+    )
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    write = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+    @mcp.tool(
+        name="create_thread",
+        description="Create a thread (coordinators only) with a title, a type and the agents taking part. "
+        "Every participant starts with its read cursor at 0. Returns the thread; keep its `id`.",
+        annotations=write,
+    )
+    async def create_thread(
+        title: Annotated[str, Field(min_length=1, max_length=300, description="What the thread is about.")],
+        type: Annotated[
+            str,
+            Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$", description="A lowercase slug such as `review` or `task`."),
+        ],
+        participants: Annotated[
+            list[AgentId], Field(min_length=1, max_length=256, description="Agent ids taking part; duplicates dropped.")
+        ],
+        workspace_id: OwnIdentity = None,
+    ) -> ThreadResult:
+        def work(actor: Actor) -> dict[str, Any]:
+            check_payload_identity(actor, _claims(workspace_id=workspace_id), action="thread.create")
+            return thread_json(thread_create(actor=actor, title=title, type=type, participants=participants))
+
+        return await run_tool("create_thread", work)
+
+    @mcp.tool(
+        name="get_thread",
+        description="A thread's status, participants and last_seq (the newest message's seq).",
+        annotations=read_only,
+    )
+    async def get_thread(thread_id: ThreadId) -> ThreadResult:
+        return await run_tool(
+            "get_thread", lambda actor: thread_json(thread_get(actor=actor, thread_id=thread_id, op=Op.THREAD_READ))
+        )
+
+    @mcp.tool(
+        name="post_message",
+        description="Post a message to a thread as yourself. Messages get gapless seqs 1, 2, 3... "
+        "Pass an idempotency_key to make retries safe: the same key and content returns the original "
+        "message (idempotent_replay: true); the same key with different content is idempotency_conflict.",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                    open_world_hint=False),
+    )
+    async def post_message(
+        thread_id: ThreadId,
+        body: Annotated[str, Field(min_length=1, description="The message text (Markdown is fine).")],
+        kind: Annotated[
+            schemas.PostableKind,
+            Field(description="message (default); finding, question: open items; fix (addresses a finding), "
+                  "resolution (resolves it), answer (answers a question): reply with in_reply_to."),
+        ] = kinds.MESSAGE,
+        in_reply_to: Annotated[
+            int | None, Field(ge=1, description="Seq of the message this replies to (same thread).")
+        ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(min_length=1, max_length=255, description="Client-chosen key that makes a retry return the "
+                  "original message instead of posting twice."),
+        ] = None,
+        sender: OwnIdentity = None,
+    ) -> MessageResult:
+        def work(actor: Actor) -> dict[str, Any]:
+            check_payload_identity(actor, _claims(sender=sender), action="message.post")
+            result = message_post(
+                actor=actor, thread_id=thread_id, body=body, kind=kind, in_reply_to=in_reply_to,
+                idempotency_key=idempotency_key,
+            )
+            return message_json(result.message, replay=result.replay)
+
+        result = await run_tool("post_message", work)
+        if not result.is_error:
+            watcher().poke()  # waiters in this process see the post now, not at the next poll
+        return result
+
+    @mcp.tool(
+        name="read_messages",
+        description="Messages of a thread in seq order after `after_seq` (default: your read cursor, i.e. "
+        "your unread messages), with your cursor and unread count. Reading never moves the cursor: call "
+        "ack_read when you have handled them. Page on with after_seq = next_after_seq.",
+        annotations=read_only,
+    )
+    async def read_messages(
+        thread_id: ThreadId,
+        after_seq: Annotated[int | None, Field(ge=0, description="Return messages with seq > this.")] = None,
+        limit: Annotated[
+            int | None, Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX, description="Most messages to return.")
+        ] = None,
+    ) -> PageResult:
+        return await run_tool("read_messages", lambda actor: _read_page(actor, thread_id, after_seq, limit))
+
+    @mcp.tool(
+        name="wait_for_messages",
+        description="Block until the thread has a message after `after_seq` (default: your read cursor), "
+        "then return like read_messages; after `timeout_seconds` with nothing new, return an empty "
+        "`messages` list. Use it instead of polling read_messages. Pass after_seq = the seq you last saw "
+        "(e.g. your own post's seq) so your own messages do not wake you.",
+        annotations=read_only,
+    )
+    async def wait_for_messages(
+        thread_id: ThreadId,
+        after_seq: Annotated[int | None, Field(ge=0, description="Wait for a message with seq > this.")] = None,
+        timeout_seconds: Annotated[
+            float,
+            Field(ge=0, description="How long to wait at most; capped by the server "
+                  f"(ORKIVA_MCP_WAIT_MAX_SECONDS, now {settings.ORKIVA_MCP_WAIT_MAX_SECONDS:g})."),
+        ] = 30,
+        limit: Annotated[
+            int | None, Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX, description="Most messages to return.")
+        ] = None,
+    ) -> PageResult:
+        timeout = min(timeout_seconds, settings.ORKIVA_MCP_WAIT_MAX_SECONDS)
+
+        async def steps(run) -> dict[str, Any]:
+            page = await run(lambda actor: _read_page(actor, thread_id, after_seq, limit))
+            if page["messages"] or timeout <= 0:
+                return page
+            # Nothing yet: hold no connection while waiting; the watcher's one query serves all waiters.
+            await orm(release_connections)
+            start = page["next_after_seq"]
+            await watcher().wait(thread_id=uuid.UUID(page["thread_id"]), after_seq=start, timeout=timeout)
+            return await run(lambda actor: _read_page(actor, thread_id, start, limit))
+
+        return await run_steps("wait_for_messages", steps)
+
+    @mcp.tool(
+        name="ack_read",
+        description="Move your read cursor forward to `seq` (you have handled everything up to it). "
+        "Never moves backwards: an older seq returns the current cursor. Returns cursor and unread count.",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
+    async def ack_read(
+        thread_id: ThreadId,
+        seq: Annotated[int, Field(ge=0, description="The seq you have read up to (at most the thread's last_seq).")],
+    ) -> CursorResult:
+        return await run_tool(
+            "ack_read", lambda actor: cursor_json(cursor_ack(actor=actor, thread_id=thread_id, seq=seq))
+        )
+
+    @mcp.tool(
+        name="update_thread_status",
+        description="Change a thread's status. Allowed moves: "
+        + "; ".join(f"{k} -> {', '.join(v) or '(none: final)'}" for k, v in transitions.ALLOWED.items())
+        + ". Leaving blocked and closing a disputed thread need a coordinator and a reason; a participant "
+        "may close only a resolved thread.",
+        annotations=write,
+    )
+    async def update_thread_status(
+        thread_id: ThreadId,
+        status: Annotated[schemas.ThreadStatus, Field(description="The new status.")],
+        reason: Annotated[str, Field(max_length=2000, description="Why; required for moves needing authority.")] = "",
+    ) -> ThreadResult:
+        return await run_tool(
+            "update_thread_status",
+            lambda actor: thread_json(thread_transition(actor=actor, thread_id=thread_id, status=status, reason=reason)),
+        )
+
+    @mcp.tool(
+        name="summarize_thread",
+        description="A deterministic summary: status and its reason, each participant's cursor, unread count "
+        "and last message, the open items (unresolved findings, unanswered questions) and counts by kind.",
+        annotations=read_only,
+    )
+    async def summarize_thread(thread_id: ThreadId) -> SummaryResult:
+        return await run_tool("summarize_thread", lambda actor: thread_summary(actor=actor, thread_id=thread_id))
+
+    @mcp.tool(
+        name="heartbeat_session",
+        description="Say your runtime session is alive and resumable, so a dormant you can be resumed "
+        "(codex exec resume <session_id>) when a message waits. Call it at start and now and then.",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=False),
+    )
+    async def heartbeat_session(
+        session_id: Annotated[
+            str, Field(min_length=1, max_length=128, description="Your runtime's resumable session id "
+                       "(Codex's thread id, Claude Code's session id).")
+        ],
+        runtime_type: Annotated[schemas.RuntimeType, Field(description="Which agent runtime you are.")] = "codex",
+        resumable: Annotated[bool, Field(description="Whether the session can be resumed.")] = True,
+        agent_id: OwnIdentity = None,
+        workspace_id: OwnIdentity = None,
+    ) -> SessionResult:
+        def work(actor: Actor) -> dict[str, Any]:
+            check_payload_identity(actor, _claims(agent_id=agent_id, workspace_id=workspace_id),
+                                   action="session.heartbeat")
+            return session_json(session_heartbeat(actor=actor, session_id=session_id, runtime_type=runtime_type,
+                                                  resumable=resumable))
+
+        return await run_tool("heartbeat_session", work)
+
+    @mcp.tool(
+        name="trigger_participant",
+        description="Ask the supervisor to wake another participant of the thread about it (e.g. a dormant "
+        "reviewer). Answers at once with the wake's id, status and trace; the wake runs in the background "
+        "(type into its terminal, else resume its session, else spawn one). Triggers in a burst collapse "
+        "onto one wake (deduped: true).",
+        annotations=write,
+    )
+    async def trigger_participant(
+        thread_id: ThreadId,
+        agent_id: Annotated[AgentId, Field(description="The participant to wake (not yourself).")],
+        reason: Annotated[str, Field(max_length=1000, description="Why, shown to the woken agent.")] = "",
+        workspace_id: OwnIdentity = None,
+    ) -> WakeResult:
+        def work(actor: Actor) -> dict[str, Any]:
+            # `agent_id` names the agent to wake, not the caller: only the workspace is checked.
+            check_payload_identity(actor, _claims(workspace_id=workspace_id), action="wake.trigger")
+            return wake_json(wake_trigger(actor=actor, thread_id=thread_id, agent_id=agent_id, reason=reason))
+
+        return await run_tool("trigger_participant", work)
+
+    return mcp

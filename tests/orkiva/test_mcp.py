@@ -1,0 +1,293 @@
+"""/v1/mcp through the SDK's real clients against a real bridge process: the tools, the same JSON
+as REST, idempotency, workspace and token refusals, wait_for_messages, Host/Origin protection."""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+import httpx2
+import pytest
+from django.utils import timezone
+from mcp import ClientSession
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from policy.models import AuditEvent
+from tests.conftest import token_for
+from tests.live import bridge_server, subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOOLS = {
+    "create_thread", "get_thread", "post_message", "read_messages", "ack_read", "update_thread_status",
+    "summarize_thread", "heartbeat_session", "trigger_participant", "wait_for_messages",
+}
+
+
+@asynccontextmanager
+async def session_for(base_url: str, token: str):
+    """The SDK's ClientSession over its streamable HTTP transport, with our bearer token."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with streamable_http_client(f"{base_url}/v1/mcp", http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+@asynccontextmanager
+async def client_for_mcp(base_url: str, token: str):
+    """The SDK's high-level Client in its default mode (discovery, then the modern protocol)."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        async with Client(streamable_http_client(f"{base_url}/v1/mcp", http_client=http)) as client:
+            yield client
+
+
+def rest(base_url: str, actor, method: str, path: str, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token_for(actor)}", **kwargs.pop("headers", {})}
+    return httpx.request(method, f"{base_url}/v1{path}", headers=headers, timeout=30, **kwargs)
+
+
+def ok(result) -> dict:
+    assert not result.is_error, result.structured_content or result.content
+    return result.structured_content
+
+
+def failed(result) -> dict:
+    assert result.is_error, result.structured_content
+    body = result.structured_content
+    assert set(body) == {"error", "request_id"} and set(body["error"]) == {"code", "message", "details"}
+    return body
+
+
+def test_lists_every_tool_with_typed_described_schemas(tmp_path, coordinator):
+    async def scenario(base_url):
+        async with session_for(base_url, token_for(coordinator)) as session:
+            return (await session.list_tools()).tools
+
+    with bridge_server(tmp_path) as bridge:
+        tools = asyncio.run(scenario(bridge.base_url))
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == TOOLS
+    for tool in tools:
+        assert tool.description and tool.output_schema, tool.name
+        for name, prop in tool.input_schema["properties"].items():
+            assert prop.get("description"), f"{tool.name}.{name} has no description"
+    post = by_name["post_message"].input_schema
+    assert post["required"] == ["thread_id", "body"]
+    assert "finding" in post["properties"]["kind"]["enum"] and "status" not in post["properties"]["kind"]["enum"]
+    assert set(by_name["read_messages"].output_schema["properties"]) >= {"messages", "unread_count", "next_after_seq"}
+
+
+@pytest.mark.parametrize("server", ["runserver", "gunicorn"])
+def test_a_whole_conversation_returns_the_rest_json(tmp_path, server, coordinator, executioner, reviewer):
+    with bridge_server(tmp_path, server=server) as bridge:
+        url = bridge.base_url
+
+        async def scenario():
+            async with client_for_mcp(url, token_for(coordinator)) as coord, \
+                    client_for_mcp(url, token_for(executioner)) as ex, \
+                    session_for(url, token_for(reviewer)) as rev:
+                thread = ok(await coord.call_tool(
+                    "create_thread", {"title": "Review the parser", "type": "review",
+                                      "participants": ["executioner", "reviewer"]}))
+                tid = thread["id"]
+                finding = ok(await rev.call_tool(
+                    "post_message", {"thread_id": tid, "body": "The parser drops tabs.", "kind": "finding"}))
+                unread = ok(await ex.call_tool("read_messages", {"thread_id": tid}))
+                fix = ok(await ex.call_tool(
+                    "post_message", {"thread_id": tid, "body": "Fixed in abc123.", "kind": "fix",
+                                     "in_reply_to": finding["seq"]}))
+                acked = ok(await ex.call_tool("ack_read", {"thread_id": tid, "seq": finding["seq"]}))
+                summary = ok(await rev.call_tool("summarize_thread", {"thread_id": tid}))
+                resolved = ok(await rev.call_tool(
+                    "post_message", {"thread_id": tid, "body": "Verified.", "kind": "resolution",
+                                     "in_reply_to": finding["seq"]}))
+                moved = ok(await coord.call_tool(
+                    "update_thread_status", {"thread_id": tid, "status": "resolved", "reason": "fixed"}))
+                beat = ok(await ex.call_tool("heartbeat_session", {"session_id": "codex-1"}))
+                wake = ok(await ex.call_tool(
+                    "trigger_participant", {"thread_id": tid, "agent_id": "reviewer", "reason": "please re-check"}))
+                got = ok(await rev.call_tool("get_thread", {"thread_id": tid}))
+                page = ok(await rev.call_tool("read_messages", {"thread_id": tid, "after_seq": 0}))
+                return thread, finding, unread, fix, acked, summary, resolved, moved, beat, wake, got, page
+
+        thread, finding, unread, fix, acked, summary, resolved, moved, beat, wake, got, page = asyncio.run(scenario())
+        tid = thread["id"]
+
+        assert thread["participants"] == ["executioner", "reviewer"] and thread["created_by"] == coordinator.agent_id
+        assert [m["seq"] for m in unread["messages"]] == [1] and unread["unread_count"] == 1
+        assert finding["idempotent_replay"] is False and finding["item_state"] == "open"
+        assert (fix["seq"], fix["in_reply_to"]) == (2, 1)
+        assert (acked["last_read_seq"], acked["unread_count"]) == (1, 0)
+        assert [(i["seq"], i["state"]) for i in summary["open_items"]] == [(1, "addressed")]
+        assert moved["status"] == "resolved"
+        assert beat["session_id"] == "codex-1" and beat["agent_id"] == executioner.agent_id
+        assert wake["agent_id"] == "reviewer" and wake["status"] and wake["trace"]["trace_id"]
+
+        # The same objects through REST: the very same JSON.
+        assert got == rest(url, reviewer, "GET", f"/threads/{tid}").json()
+        assert page == rest(url, reviewer, "GET", f"/threads/{tid}/messages", params={"after_seq": 0}).json()
+        assert [m["seq"] for m in page["messages"]] == [1, 2, 3, 4]  # 4: the status message
+        assert rest(url, executioner, "GET", f"/wakes/{wake['wake_id']}").json()["wake_id"] == wake["wake_id"]
+        assert rest(url, reviewer, "GET", f"/threads/{tid}/summary").json()["open_items"] == []
+    # The request log names the tool as the operation, and the caller.
+    assert re.search(r"operation=post_message agent_id=reviewer", bridge.log()) or \
+        '"operation": "post_message"' in bridge.log()
+
+
+def test_idempotent_retry_through_mcp_and_rest(tmp_path, thread, executioner):
+    tid = str(thread.pk)
+    with bridge_server(tmp_path) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(executioner)) as ex:
+                args = {"thread_id": tid, "body": "Patch ready.", "idempotency_key": "patch-1"}
+                first = ok(await ex.call_tool("post_message", args))
+                again = ok(await ex.call_tool("post_message", args))
+                clash = failed(await ex.call_tool("post_message", {**args, "body": "Another patch."}))
+                return first, again, clash
+
+        first, again, clash = asyncio.run(scenario())
+        over_rest = rest(bridge.base_url, executioner, "POST", f"/threads/{tid}/messages",
+                         json={"body": "Patch ready."}, headers={"Idempotency-Key": "patch-1"})
+        page = rest(bridge.base_url, executioner, "GET", f"/threads/{tid}/messages", params={"after_seq": 0}).json()
+    assert first["idempotent_replay"] is False
+    assert again == {**first, "idempotent_replay": True}
+    assert clash["error"]["code"] == "idempotency_conflict" and clash["error"]["details"]["original_seq"] == first["seq"]
+    assert over_rest.status_code == 200 and over_rest.json() == again
+    assert [m["body"] for m in page["messages"]] == ["Patch ready."]
+
+
+def test_cross_workspace_and_role_refusals_are_rest_errors_and_audited(tmp_path, thread, outsider, executioner):
+    tid = str(thread.pk)
+    with bridge_server(tmp_path) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(outsider)) as out, \
+                    client_for_mcp(bridge.base_url, token_for(executioner)) as ex:
+                hidden = failed(await out.call_tool("get_thread", {"thread_id": tid}))
+                posted = failed(await out.call_tool("post_message", {"thread_id": tid, "body": "hi"}))
+                denied = failed(await ex.call_tool(
+                    "create_thread", {"title": "x", "type": "review", "participants": ["executioner"]}))
+                spoofed = failed(await ex.call_tool(
+                    "post_message", {"thread_id": tid, "body": "hi", "sender": "reviewer"}))
+                return hidden, posted, denied, spoofed
+
+        hidden, posted, denied, spoofed = asyncio.run(scenario())
+        rest_404 = rest(bridge.base_url, outsider, "GET", f"/threads/{tid}").json()
+    assert hidden["error"] == rest_404["error"] and hidden["error"]["code"] == "thread_not_found"
+    assert posted["error"]["code"] == "thread_not_found"
+    assert denied["error"]["code"] == "forbidden"
+    assert spoofed["error"]["code"] == "claim_mismatch"
+    audited = dict(AuditEvent.objects.filter(
+        request_id__in=[b["request_id"] for b in (hidden, posted, denied, spoofed)]
+    ).values_list("request_id", "action"))
+    assert audited == {
+        hidden["request_id"]: "workspace.denied",
+        posted["request_id"]: "workspace.denied",
+        denied["request_id"]: "access.denied",
+        spoofed["request_id"]: "message.post",
+    }
+
+
+def test_expired_missing_and_bad_tokens_get_http_401(tmp_path, coordinator):
+    expired = token_for(coordinator, ttl_seconds=60, now=timezone.now() - timedelta(hours=1))
+    with bridge_server(tmp_path) as bridge:
+        url = f"{bridge.base_url}/v1/mcp"
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        answers = {
+            name: httpx.post(url, json=initialize, headers={"Accept": "application/json, text/event-stream", **h})
+            for name, h in {
+                "token_expired": {"Authorization": f"Bearer {expired}"},
+                "missing_token": {},
+                "invalid_signature": {"Authorization": f"Bearer {expired[:-4]}AAAA"},
+            }.items()
+        }
+
+        async def connect_expired():
+            async with session_for(bridge.base_url, expired) as session:
+                await session.list_tools()
+
+        with pytest.raises(BaseException) as raised:
+            asyncio.run(connect_expired())
+    for code, answer in answers.items():
+        assert answer.status_code == 401, (code, answer.text)
+        assert answer.json()["error"]["code"] == code
+        assert f'error_description="{code}"' in answer.headers["WWW-Authenticate"]
+    assert "401" in repr(raised.value) or "Unauthorized" in repr(raised.value) or isinstance(raised.value, BaseExceptionGroup)
+
+
+def _waiters(base_url: str) -> float:
+    metrics = httpx.get(f"{base_url}/metrics").text
+    found = re.search(r"^orkiva_mcp_waiters (\S+)$", metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_wait_for_messages_is_woken_by_a_rest_post(tmp_path, thread, executioner, reviewer):
+    tid = str(thread.pk)
+    with bridge_server(tmp_path) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(reviewer)) as rev:
+                waiting = asyncio.create_task(
+                    rev.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 40}))
+                # Post only once the call is really waiting (the bridge's own gauge says so).
+                deadline = time.monotonic() + 30
+                while await asyncio.to_thread(_waiters, bridge.base_url) < 1:
+                    assert time.monotonic() < deadline and not waiting.done(), "the wait never started"
+                    await asyncio.sleep(0.05)
+                posted = await asyncio.to_thread(
+                    rest, bridge.base_url, executioner, "POST", f"/threads/{tid}/messages", json={"body": "Ready."})
+                return ok(await waiting), posted.json()
+
+        page, posted = asyncio.run(scenario())
+        after = _waiters(bridge.base_url)
+    assert [m["id"] for m in page["messages"]] == [posted["id"]]
+    assert page["messages"][0]["body"] == "Ready." and page["unread_count"] == 1
+    assert after == 0
+
+
+def test_wait_for_messages_times_out_empty_and_is_capped(tmp_path, thread, reviewer, executioner):
+    tid = str(thread.pk)
+    env = subprocess_env(ORKIVA_MCP_WAIT_MAX_SECONDS="1")
+    with bridge_server(tmp_path, env=env) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(reviewer)) as rev:
+                # 600 s asked, 1 s allowed: the test's own guard would fail long before 600 s.
+                async with asyncio.timeout(30):
+                    quiet = ok(await rev.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 600}))
+                own = ok(await rev.call_tool("post_message", {"thread_id": tid, "body": "mine"}))
+                # Past my own post: nothing new, so it times out again.
+                mine_skipped = ok(await rev.call_tool(
+                    "wait_for_messages", {"thread_id": tid, "after_seq": own["seq"], "timeout_seconds": 0.2}))
+                # Already there: returned at once, like read_messages.
+                present = ok(await rev.call_tool("wait_for_messages", {"thread_id": tid, "after_seq": 0}))
+                return quiet, mine_skipped, present
+
+        quiet, mine_skipped, present = asyncio.run(scenario())
+    assert quiet["messages"] == [] and quiet["next_after_seq"] == 0
+    assert mine_skipped["messages"] == [] and mine_skipped["next_after_seq"] == 1
+    assert [m["body"] for m in present["messages"]] == ["mine"]
+
+
+def test_host_and_origin_protection(tmp_path, coordinator):
+    env = subprocess_env(ORKIVA_ALLOWED_HOSTS="127.0.0.1,localhost,bridge.example")
+    with bridge_server(tmp_path, env=env) as bridge:
+        port = bridge.base_url.rsplit(":", 1)[1]
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        headers = {"Authorization": f"Bearer {token_for(coordinator)}", "Accept": "application/json, text/event-stream",
+                   "MCP-Protocol-Version": "2025-06-18"}
+
+        def post(**extra):
+            return httpx.post(f"{bridge.base_url}/v1/mcp", json=listing, headers={**headers, **extra})
+
+        deployed_host = post(Host=f"bridge.example:{port}")
+        foreign_host = post(Host=f"evil.example:{port}")
+        foreign_origin = post(Origin="http://evil.example")
+        own_origin = post(Origin=f"http://bridge.example:{port}")
+    assert deployed_host.status_code == 200 and deployed_host.json()["result"]["tools"]
+    assert foreign_host.status_code == 400  # Django's ALLOWED_HOSTS, before MCP is reached
+    assert foreign_origin.status_code == 403
+    assert own_origin.status_code == 200
