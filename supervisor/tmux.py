@@ -83,12 +83,15 @@ class PaneState:
 def pane_state(target: str) -> PaneState:
     """Is the target pane there, and is its process alive?"""
     try:
-        result = _run(server(), "display-message", "-p", "#{pane_dead} #{pane_pid} #{pane_current_command}", target=target)
+        result = _run(server(), "display-message", "-p", "#{pane_id} #{pane_dead} #{pane_pid} #{pane_current_command}",
+                      target=target)
     except TmuxFailed:
         return PaneState(exists=False)
-    if not result.stdout:
+    # tmux 3.3 answers a target whose session is gone with exit 0 and empty fields: no pane id, no pane.
+    pane_id, _, rest = (result.stdout[0] if result.stdout else "").partition(" ")
+    if not pane_id.startswith("%"):
         return PaneState(exists=False)
-    dead, _, rest = result.stdout[0].partition(" ")
+    dead, _, rest = rest.partition(" ")
     pid, _, command = rest.partition(" ")
     return PaneState(exists=True, dead=dead == "1", pid=int(pid) if pid.isdigit() else None, command=command)
 

@@ -206,7 +206,11 @@ def test_burst_of_twenty_triggers_is_one_wake(thread, coordinator, executioner):
     assert WakeRequest.objects.count() == 1
 
 
-def test_dead_target_goes_to_resume(thread, coordinator, tmux_server, fake_codex, fast_wakes, clock, tmp_path):
+@pytest.mark.parametrize("other_session", [False, True], ids=["server-gone-too", "server-still-up"])
+def test_dead_target_goes_to_resume(thread, coordinator, tmux_server, fake_codex, fast_wakes, clock, tmp_path,
+                                    other_session):
+    if other_session:  # the tmux server outlives the agent's session (tmux answers such a target with empty fields)
+        tmux_server.new_session(session_name="another-agent", window_command="cat")
     launched = launch_stand_in(agent_id="reviewer", log=tmp_path / "a.jsonl", ack=False)
     remember_session("reviewer", "sess-d", now=clock.now)
     tmux.kill_session(launched.session_name)
