@@ -54,6 +54,7 @@ class Pilot:
             "ORKIVA_WAKE_RESUME_BACKOFF_SECONDS": "1", "ORKIVA_Q_POLL": "0.1", "ORKIVA_Q_WORKERS": "2",
             "PILOT_FIX_DELAY": "3",  # the executioner's work on the fixes: longer than the idle threshold
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "FAKE_CODEX_LOG": str(self.codex_log),
+            "PILOT_PYTHON": sys.executable,
         }
         self.env = subprocess_env(**{**settings, **extra_env})
         self.thread_id = ""
@@ -89,13 +90,19 @@ class Pilot:
                 return value
             time.sleep(0.2)
         screens = "\n".join(f"--- {r['agent_id']} pane ---\n{self.pane(r)}" for r in panes)
-        cluster = (self.tmp_path / "qcluster.log").read_text()[-4000:]
-        raise AssertionError(f"timed out waiting for {what}\n{screens}\n--- qcluster ---\n{cluster}")
+        cluster = (self.tmp_path / "qcluster.log").read_text()[-3000:]
+        wakes = "\n".join(
+            f"{w.agent_id} {w.status}: " + json.dumps([(a.step, a.reason_code, a.detail) for a in w.attempts.all()])
+            for w in WakeRequest.objects.filter(thread_id=self.thread_id).order_by("created_at")
+        )
+        raise AssertionError(f"timed out waiting for {what}\n{screens}\n--- wakes ---\n{wakes}\n"
+                             f"--- qcluster ---\n{cluster}")
 
 
 @contextmanager
-def running_pilot(tmp_path: Path, **extra_env: str):
+def running_pilot(tmp_path: Path, settings, **extra_env: str):
     socket = f"orkiva-pilot-{uuid.uuid4().hex[:8]}"
+    settings.ORKIVA_TMUX_SOCKET, settings.ORKIVA_TMUX_CONFIG = socket, "/dev/null"  # this process reads panes too
     server = libtmux.Server(socket_name=socket, config_file="/dev/null")
     pilot = Pilot(tmp_path, socket, extra_env)
     with bridge_server(tmp_path, env={**pilot.env}) as bridge:
@@ -165,8 +172,8 @@ def report_for(pilot: Pilot) -> dict:
     return report["threads"][0]
 
 
-def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path):
-    with running_pilot(tmp_path) as pilot:
+def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path, settings):
+    with running_pilot(tmp_path, settings) as pilot:
         executioner = pilot.launch("executioner")
         pilot.wait(lambda: Message.objects.filter(thread_id=pilot.thread_id, kind="message").exists(),
                    what="the executioner's work", panes=(executioner,))
@@ -194,8 +201,8 @@ def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path
     assert row["wakes"]["latency_seconds_by_path"]["inject"]["count"] >= 1
 
 
-def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_path):
-    with running_pilot(tmp_path) as pilot:
+def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_path, settings):
+    with running_pilot(tmp_path, settings) as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer")
         panes = (executioner, reviewer)
@@ -216,8 +223,8 @@ def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_pat
     assert_no_human_relay(pilot.thread_id)
 
 
-def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_summary(tmp_path):
-    with running_pilot(tmp_path, ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS="2", PILOT_FIX_DELAY="5") as pilot:
+def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_summary(tmp_path, settings):
+    with running_pilot(tmp_path, settings, ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS="2", PILOT_FIX_DELAY="5") as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer")
         panes = (executioner, reviewer)
@@ -237,8 +244,8 @@ def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_sum
     assert_no_human_relay(pilot.thread_id)
 
 
-def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblocks(tmp_path):
-    with running_pilot(tmp_path) as pilot:
+def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblocks(tmp_path, settings):
+    with running_pilot(tmp_path, settings) as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer", "--stubborn", "2")
         panes = (executioner, reviewer)
