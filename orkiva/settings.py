@@ -168,8 +168,16 @@ ORKIVA_RETENTION_MODE = env.str("ORKIVA_RETENTION_MODE", default="indefinite")
 if ORKIVA_RETENTION_MODE not in {"indefinite", "expire"}:
     raise ImproperlyConfigured("ORKIVA_RETENTION_MODE must be 'indefinite' or 'expire'")
 ORKIVA_RETENTION_DAYS = env.int("ORKIVA_RETENTION_DAYS", default=0)
+if ORKIVA_RETENTION_MODE == "expire" and ORKIVA_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("ORKIVA_RETENTION_MODE=expire needs ORKIVA_RETENTION_DAYS of at least 1")
+# Flags reserved for later versions: nothing redacts or filters content yet, so asking for it
+# refuses to start rather than run without the protection the operator asked for.
 ORKIVA_CONTENT_REDACTION = env.bool("ORKIVA_CONTENT_REDACTION", default=False)
 ORKIVA_CONTENT_FILTERING = env.bool("ORKIVA_CONTENT_FILTERING", default=False)
+for _flag in ("ORKIVA_CONTENT_REDACTION", "ORKIVA_CONTENT_FILTERING"):
+    if globals()[_flag]:
+        raise ImproperlyConfigured(f"{_flag}=true is not supported by this version (content is stored as sent); "
+                                   "leave it false (docs/configuration.md, Data policy)")
 
 # --- supervisor -------------------------------------------------------------------------------
 # The wake chain (docs/supervisor.md). Every number the backlog names is a setting here.
