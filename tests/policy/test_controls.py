@@ -348,3 +348,16 @@ def test_only_authority_closes_a_disputed_thread(thread, executioner, coordinato
     action = thread_override(operator=OPERATOR, thread_id=thread.pk, status="closed", reason="decided: keep v1")
     assert action.thread.status == "closed"
     assert Thread.objects.get(pk=thread.pk).status == "closed"
+
+
+def test_a_blocked_thread_wakes_nobody(thread, executioner, reviewer):
+    from tests.factories import ActorFactory
+    from supervisor.services import runtime_register, wakes_for_post
+
+    long_ago = NOW - timedelta(hours=2)  # the reviewer's runtime is idle
+    runtime_register(actor=ActorFactory(agent_id="reviewer", workspace_id="ws-main"), runtime_type="codex",
+                     session_id="s", now=long_ago)
+    ping_pong(thread, (executioner, reviewer), 19)
+    assert [w.agent_id for w in wakes_for_post(thread_id=thread.pk, sender="executioner", now=NOW)] == ["reviewer"]
+    post(executioner, thread, "the 20th turn")  # blocks the thread
+    assert wakes_for_post(thread_id=thread.pk, sender="executioner", now=NOW) == []
