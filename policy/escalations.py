@@ -51,16 +51,9 @@ def escalation_open(
         opened_by=actor.agent_id,
         opened_at=now,
     )
-    audit_record(
-        actor=actor,
-        workspace_id=thread.workspace_id,
-        action="escalation.open",
-        target_type="escalation",
-        target_id=str(escalation.pk),
-        reason=reason,
-        reason_code=reason_code,
-        new={"thread_id": str(thread.pk), "blocking": blocking, "details": details or {}},
-        now=now,
+    _audit_escalation(
+        actor=actor, escalation=escalation, action="escalation.open", reason=reason, reason_code=reason_code,
+        new={"blocking": blocking, "details": details or {}}, now=now,
     )
     transaction.on_commit(lambda: observability.escalation_opened(reason_code=reason_code), robust=True)
     return escalation
@@ -92,19 +85,30 @@ def escalations_resolve(
     for escalation in found:
         escalation.status, escalation.resolved_by, escalation.resolved_at = Escalation.STATUS_RESOLVED, actor.agent_id, now
         escalation.resolution, escalation.resolution_code = resolution, resolution_code
-        audit_record(
-            actor=actor,
-            workspace_id=thread.workspace_id,
-            action="escalation.resolve",
-            target_type="escalation",
-            target_id=str(escalation.pk),
-            reason=resolution,
-            reason_code=resolution_code,
-            old={"status": Escalation.STATUS_OPEN},
-            new={"status": Escalation.STATUS_RESOLVED, "thread_id": str(thread.pk)},
-            now=now,
+        _audit_escalation(
+            actor=actor, escalation=escalation, action="escalation.resolve", reason=resolution,
+            reason_code=resolution_code, old={"status": Escalation.STATUS_OPEN},
+            new={"status": Escalation.STATUS_RESOLVED}, now=now,
         )
     return found
+
+
+def _audit_escalation(*, actor: Actor, escalation: Escalation, action: str, reason: str, reason_code: str,
+                      now: datetime, new: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    """Escalation rows are audited against the escalation, naming their thread (so a thread's
+    audit trail, `orkiva_inspect audit --thread-id`, includes them)."""
+    audit_record(
+        actor=actor,
+        workspace_id=escalation.workspace_id,
+        action=action,
+        target_type="escalation",
+        target_id=str(escalation.pk),
+        reason=reason,
+        reason_code=reason_code,
+        old=old,
+        new={"thread_id": str(escalation.thread_id), **new},
+        now=now,
+    )
 
 
 def escalations_after_transition(

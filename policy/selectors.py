@@ -52,16 +52,15 @@ def escalation_list(
     limit: int = DEFAULT_LIMIT,
 ) -> list[Escalation]:
     """Escalations, newest first (open ones by default)."""
-    queryset = Escalation.objects.all()
-    if status:
-        queryset = queryset.filter(status=status)
-    if workspace_id:
-        queryset = queryset.filter(workspace_id=workspace_id)
-    if thread_id:
-        queryset = queryset.filter(thread_id=_uuid_or_none(thread_id))
-    if reason_code:
-        queryset = queryset.filter(reason_code=reason_code)
+    filters = {"status": status, "workspace_id": workspace_id, "reason_code": reason_code,
+               "thread_id": _uuid_or_none(thread_id) if thread_id else None}
+    queryset = Escalation.objects.filter(**_given(filters))
     return list(queryset.order_by("-opened_at", "-id")[:limit])
+
+
+def _given(filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters that were asked for (an empty or None value means 'any')."""
+    return {name: value for name, value in filters.items() if value not in (None, "")}
 
 
 def audit_list(
@@ -79,27 +78,14 @@ def audit_list(
 ) -> list[AuditEvent]:
     """Audit events, newest first. `thread_id` matches rows about the thread and about its
     escalations; `before_id` pages back (pass the smallest id of the previous page)."""
-    queryset = AuditEvent.objects.all()
-    if workspace_id:
-        queryset = queryset.filter(workspace_id=workspace_id)
-    if action:
-        queryset = queryset.filter(action=action)
-    if actor_id:
-        queryset = queryset.filter(actor_id=actor_id)
-    if target_type:
-        queryset = queryset.filter(target_type=target_type)
-    if target_id:
-        queryset = queryset.filter(target_id=target_id)
+    queryset = AuditEvent.objects.filter(**_given({
+        "workspace_id": workspace_id, "action": action, "actor_id": actor_id, "target_type": target_type,
+        "target_id": target_id, "reason_code": reason_code, "created_at__gte": since, "pk__lt": before_id,
+    }))
     if thread_id:
         queryset = queryset.filter(
             Q(target_type="thread", target_id=str(thread_id)) | Q(new_values__thread_id=str(thread_id))
         )
-    if reason_code:
-        queryset = queryset.filter(reason_code=reason_code)
-    if since:
-        queryset = queryset.filter(created_at__gte=since)
-    if before_id:
-        queryset = queryset.filter(pk__lt=before_id)
     return list(queryset.order_by("-id")[:limit])
 
 
