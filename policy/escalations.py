@@ -215,8 +215,9 @@ def thread_unblock(
                 code="nothing_to_unblock",
                 details={"status": old},
             )
-        thread.turns_since_progress = 0
-        Thread.objects.filter(pk=thread.pk).update(turns_since_progress=0)
+        # The same restart as leaving `blocked` (threads.services.thread_status_apply).
+        thread.turns_since_progress, thread.findings_since_seq = 0, thread.last_seq
+        Thread.objects.filter(pk=thread.pk).update(turns_since_progress=0, findings_since_seq=thread.last_seq)
     audit_record(
         actor=operator,
         action="thread.unblock",

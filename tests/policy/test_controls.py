@@ -319,7 +319,7 @@ def test_unblock_of_a_loop_warning_resolves_it_without_a_status_change(thread, e
     action = thread_unblock(operator=OPERATOR, thread_id=thread.pk, reason="fine, long review")
     assert action.thread.status == "open" and [e.reason_code for e in action.resolved] == ["loop_threshold"]
     thread.refresh_from_db()
-    assert thread.turns_since_progress == 0
+    assert (thread.turns_since_progress, thread.findings_since_seq) == (0, 12)
 
 
 def test_operator_escalation_with_block_and_override_close(thread, executioner):
