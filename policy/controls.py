@@ -19,6 +19,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from messaging import kinds
+from messaging.models import Message
 from orkiva import observability
 from orkiva.errors import RateLimited
 from policy.config import policy_config
@@ -106,7 +107,7 @@ def turns_after_post(thread: Thread, *, progress: bool) -> int:
     return 0 if progress else thread.turns_since_progress + 1
 
 
-def post_controls_apply(*, thread: Thread, message, progress: bool, turns_before: int, now: datetime) -> None:
+def post_controls_apply(*, thread: Thread, message: Message, progress: bool, turns_before: int, now: datetime) -> None:
     """After a post is stored (same transaction, thread locked, `thread.turns_since_progress`
     already counting it): resolve a loop escalation on progress, or escalate, or block."""
     config = policy_config()
@@ -127,7 +128,7 @@ def post_controls_apply(*, thread: Thread, message, progress: bool, turns_before
         )
     if message.kind == kinds.FINDING and config.repeated_finding_limit:
         repeats = list(
-            message.__class__.objects.filter(
+            Message.objects.filter(
                 thread=thread, kind=kinds.FINDING, finding_fingerprint=message.finding_fingerprint,
                 seq__gt=thread.findings_since_seq,
             ).order_by("seq").values_list("seq", flat=True)

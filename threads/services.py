@@ -13,6 +13,7 @@ from orkiva.errors import Conflict, Forbidden, ValidationFailed
 from policy.audit import audit_record
 from policy.escalations import escalations_after_transition
 from policy.identity import IDENTIFIER_HELP, ROLE_PARTICIPANT, Actor, is_identifier
+from policy.models import Escalation
 from policy.roles import Op, authorize
 from threads import transitions
 from threads.models import Participant, Thread
@@ -133,7 +134,7 @@ def thread_transition(
 
 def thread_transition_locked(
     *, actor: Actor, thread: Thread, status: str, reason: str = "", reason_code: str = "", now: datetime | None = None
-) -> list:
+) -> list[Escalation]:
     """Check and make the move on a thread whose lock the caller holds. A status change is
     progress: it resets the loop counters and resolves the escalations it ends (returned)."""
     check_transition(actor=actor, thread=thread, target=status, reason=reason)

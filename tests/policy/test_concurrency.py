@@ -1,4 +1,5 @@
-"""Rate limits are shared by every bridge process: two real servers on one database count together."""
+"""The controls under concurrency: rate limits shared by two real servers on one database, and
+exact counts when many writers race (PostgreSQL, real threads with their own connections)."""
 from __future__ import annotations
 
 import httpx
@@ -55,3 +56,40 @@ def test_concurrent_posts_into_different_threads_never_pass_the_workspace_limit(
             return 429
 
     assert sorted(run_in_threads(16, work)) == [201] * 5 + [429] * 11
+
+
+@pytest.mark.postgres_only
+def test_racing_writers_block_the_thread_exactly_once_after_the_twentieth_turn(coordinator):
+    """16 agents post 3 times each at once into one thread: exactly 20 posts are stored, the
+    thread blocks once, with one loop escalation and one no-progress escalation."""
+    from messaging.models import Message
+    from messaging.services import message_post
+    from orkiva.errors import Conflict
+    from policy.identity import Actor
+    from policy.models import AuditEvent, Escalation
+    from tests.factories import ThreadFactory
+    from tests.messaging.test_concurrency import run_in_threads
+    from threads.models import Thread
+
+    agents = [Actor(agent_id=f"writer-{i:02d}", workspace_id="ws-main", role="participant", session_id=f"s-{i}")
+              for i in range(16)]
+    thread = ThreadFactory(coordinator=coordinator, participants=[a.agent_id for a in agents])
+
+    def work(i):
+        outcomes = []
+        for n in range(3):
+            try:
+                message_post(actor=agents[i], thread_id=str(thread.pk), body=f"{i}/{n}")
+                outcomes.append(201)
+            except Conflict as exc:
+                outcomes.append(exc.code)
+        return outcomes
+
+    outcomes = [o for batch in run_in_threads(16, work) for o in batch]
+    assert outcomes.count(201) == 20 and outcomes.count("thread_blocked") == 28
+    assert Message.objects.filter(thread=thread).exclude(kind="status").count() == 20
+    thread = Thread.objects.get(pk=thread.pk)
+    assert (thread.status, thread.status_reason_code, thread.turns_since_progress) == ("blocked", "no_progress", 20)
+    assert sorted(Escalation.objects.filter(thread=thread).values_list("reason_code", flat=True)) == [
+        "loop_threshold", "no_progress"]
+    assert AuditEvent.objects.filter(action="thread.auto_block").count() == 1
