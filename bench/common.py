@@ -19,6 +19,17 @@ RESULTS = REPO / "bench" / "results"
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/orkiva_bench"
 
 
+# Benchmarks post far past what the policy controls allow one agent: keep the rate limits on but
+# out of reach (so their counter UPSERT is measured) and the loop controls off.
+POLICY_ENV = {
+    "ORKIVA_RATE_LIMIT_THREAD_POSTS": "100000000",
+    "ORKIVA_RATE_LIMIT_WORKSPACE_POSTS": "100000000",
+    "ORKIVA_LOOP_THRESHOLD_TURNS": "0",
+    "ORKIVA_NO_PROGRESS_BLOCK_TURNS": "0",
+    "ORKIVA_REPEATED_FINDING_LIMIT": "0",
+}
+
+
 def database_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG)
 
@@ -27,6 +38,8 @@ def setup_django() -> None:
     """Point Django at the benchmark database (created and migrated if needed)."""
     url = database_url()
     os.environ["DATABASE_URL"] = url
+    for name, value in POLICY_ENV.items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orkiva.settings")
     sys.path.insert(0, str(REPO))
     _ensure_database(url)
@@ -57,7 +70,7 @@ def reset_tables() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE messaging_message, messaging_readcursor, threads_participant, threads_thread, "
-            "policy_auditevent RESTART IDENTITY CASCADE"
+            "policy_auditevent, policy_escalation, policy_ratecounter RESTART IDENTITY CASCADE"
         )
 
 
@@ -75,7 +88,7 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
     import httpx
 
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url(), **(extra_env or {})}
+    env = {**POLICY_ENV, **os.environ, "DATABASE_URL": database_url(), **(extra_env or {})}
     command = [sys.executable, "-m", "gunicorn", "orkiva.wsgi:application", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{port}"]
     if workers:

@@ -13,6 +13,8 @@ POSTABLE_KINDS = tuple(k for k in KINDS if k != STATUS)
 ITEM_OPEN, ITEM_ADDRESSED, ITEM_RESOLVED, ITEM_ANSWERED = "open", "addressed", "resolved", "answered"
 ITEM_KINDS = (FINDING, QUESTION)
 UNSETTLED_STATES = (ITEM_OPEN, ITEM_ADDRESSED)
+# Reaching one of these is progress for the loop controls (policy.controls).
+SETTLED_STATES = (ITEM_RESOLVED, ITEM_ANSWERED)
 
 # (kind of the item replied to, kind of the reply) -> the item's new state
 REPLY_EFFECTS: dict[tuple[str, str], str] = {

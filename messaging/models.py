@@ -22,6 +22,8 @@ class Message(models.Model):
     item_state = models.CharField(max_length=16, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True, default="")
+    # Findings only: a hash of the case-folded, whitespace-collapsed body (repeated-finding control).
+    finding_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
 
     class Meta:
@@ -42,6 +44,11 @@ class Message(models.Model):
                 fields=["thread", "seq"],
                 condition=models.Q(item_state__in=kinds.UNSETTLED_STATES),
                 name="message_open_items",
+            ),
+            models.Index(
+                fields=["thread", "finding_fingerprint", "seq"],
+                condition=models.Q(kind=kinds.FINDING),
+                name="message_finding_repeats",
             ),
         ]
 

@@ -15,6 +15,7 @@ from messaging.models import Message, ReadCursor
 from messaging.selectors import unread_count
 from orkiva import observability
 from orkiva.errors import Conflict, PayloadTooLarge, ValidationFailed
+from policy import controls
 from policy.identity import Actor
 from policy.roles import Op
 from threads import transitions
@@ -84,14 +85,33 @@ def check_thread_accepts_posts(thread: Thread) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ReplyEffect:
+    """What a reply does to the open item it answers: the item's new state."""
+
+    target_pk: int
+    new_state: str
+
+    @property
+    def settles(self) -> bool:
+        return self.new_state in kinds.SETTLED_STATES
+
+
 def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: int | None,
-            idempotency_key: str | None, request_hash: str, now: datetime) -> Message:
-    """Allocate the next seq and insert. The caller holds the thread row's lock."""
+            idempotency_key: str | None, request_hash: str, now: datetime,
+            reply_effect: ReplyEffect | None = None, turns_since_progress: int | None = None) -> Message:
+    """Allocate the next seq and insert. The caller holds the thread row's lock.
+
+    `turns_since_progress` (posts only) is written in the same UPDATE that bumps `last_seq`.
+    """
     seq = thread.last_seq + 1
     previous_ordinal = (
         Message.objects.filter(thread=thread, sender=sender).order_by("-seq").values_list("sender_ordinal", flat=True).first()
     )
-    Thread.objects.filter(pk=thread.pk).update(last_seq=seq, updated_at=now)
+    updates = {"last_seq": seq, "updated_at": now}
+    if turns_since_progress is not None:
+        updates["turns_since_progress"] = thread.turns_since_progress = turns_since_progress
+    Thread.objects.filter(pk=thread.pk).update(**updates)
     thread.last_seq, thread.updated_at = seq, now
     message = Message.objects.create(
         thread=thread,
@@ -104,21 +124,25 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
         item_state=kinds.initial_item_state(kind),
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        finding_fingerprint=controls.finding_fingerprint(body) if kind == kinds.FINDING else "",
         created_at=now,
     )
-    if in_reply_to is not None:
-        _apply_reply_effect(thread=thread, target_seq=in_reply_to, reply_kind=kind)
+    if reply_effect is not None:
+        Message.objects.filter(pk=reply_effect.target_pk).update(item_state=reply_effect.new_state)
     return message
 
 
-def _apply_reply_effect(*, thread: Thread, target_seq: int, reply_kind: str) -> None:
+def _reply_effect(*, thread: Thread, target_seq: int | None, reply_kind: str) -> ReplyEffect | None:
+    if target_seq is None:
+        return None
     target = Message.objects.filter(thread=thread, seq=target_seq).only("kind", "item_state").first()
     if target is None:
-        return
+        return None
     new_state = kinds.REPLY_EFFECTS.get((target.kind, reply_kind))
     # A settled item stays settled: a late fix does not reopen a resolved finding.
     if new_state and target.item_state in kinds.UNSETTLED_STATES and target.item_state != new_state:
-        Message.objects.filter(pk=target.pk).update(item_state=new_state)
+        return ReplyEffect(target_pk=target.pk, new_state=new_state)
+    return None
 
 
 def message_post(
@@ -168,10 +192,19 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
             code="invalid_reply_target",
             details={"in_reply_to": in_reply_to, "last_seq": thread.last_seq},
         )
+    moment = now or timezone.now()
+    controls.check_rate_limit(actor=actor, thread=thread, now=moment)
+    effect = _reply_effect(thread=thread, target_seq=in_reply_to, reply_kind=kind)
+    progress = effect is not None and effect.settles
+    turns_before = thread.turns_since_progress
     message = _append(
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,
-        idempotency_key=idempotency_key, request_hash=request_hash, now=now or timezone.now(),
+        idempotency_key=idempotency_key, request_hash=request_hash, now=moment, reply_effect=effect,
+        turns_since_progress=controls.turns_after_post(thread, progress=progress),
     )
+    # The post is stored; a control reached by it escalates or blocks the thread in this transaction.
+    controls.post_controls_apply(thread=thread, message=message, progress=progress, turns_before=turns_before,
+                                 now=moment)
     _auto_wake_on_commit(thread_id=thread.pk, sender=actor.agent_id)
     return PostResult(message=message, replay=False)
 

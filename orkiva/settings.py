@@ -178,6 +178,34 @@ ORKIVA_MAX_PARTICIPANTS = env.int("ORKIVA_MAX_PARTICIPANTS", default=32)
 ORKIVA_READ_LIMIT_DEFAULT = env.int("ORKIVA_READ_LIMIT_DEFAULT", default=50)
 ORKIVA_READ_LIMIT_MAX = env.int("ORKIVA_READ_LIMIT_MAX", default=500)
 
+# --- policy controls (docs/configuration.md, docs/operator.md) ------------------------------
+# Read through policy.config.policy_config(), never directly. 0 turns a control off.
+# Posts per agent per window: in one thread, and across its workspace. Fixed windows counted in
+# the database, so every bridge process shares them.
+ORKIVA_RATE_LIMIT_WINDOW_SECONDS = env.int("ORKIVA_RATE_LIMIT_WINDOW_SECONDS", default=60)
+ORKIVA_RATE_LIMIT_THREAD_POSTS = env.int("ORKIVA_RATE_LIMIT_THREAD_POSTS", default=30)
+ORKIVA_RATE_LIMIT_WORKSPACE_POSTS = env.int("ORKIVA_RATE_LIMIT_WORKSPACE_POSTS", default=120)
+# Turns (posts) without progress before an escalation opens, and before the thread is blocked.
+ORKIVA_LOOP_THRESHOLD_TURNS = env.int("ORKIVA_LOOP_THRESHOLD_TURNS", default=10)
+ORKIVA_NO_PROGRESS_BLOCK_TURNS = env.int("ORKIVA_NO_PROGRESS_BLOCK_TURNS", default=20)
+# The n-th finding with the same normalized body blocks the thread.
+ORKIVA_REPEATED_FINDING_LIMIT = env.int("ORKIVA_REPEATED_FINDING_LIMIT", default=3)
+# Data policy (backlog 3.5): keep everything, filter nothing, until an operator opts in.
+ORKIVA_RETENTION_MODE = env.str("ORKIVA_RETENTION_MODE", default="indefinite")
+if ORKIVA_RETENTION_MODE not in {"indefinite", "expire"}:
+    raise ImproperlyConfigured("ORKIVA_RETENTION_MODE must be 'indefinite' or 'expire'")
+ORKIVA_RETENTION_DAYS = env.int("ORKIVA_RETENTION_DAYS", default=0)
+if ORKIVA_RETENTION_MODE == "expire" and ORKIVA_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("ORKIVA_RETENTION_MODE=expire needs ORKIVA_RETENTION_DAYS of at least 1")
+# Flags reserved for later versions: nothing redacts or filters content yet, so asking for it
+# refuses to start rather than run without the protection the operator asked for.
+ORKIVA_CONTENT_REDACTION = env.bool("ORKIVA_CONTENT_REDACTION", default=False)
+ORKIVA_CONTENT_FILTERING = env.bool("ORKIVA_CONTENT_FILTERING", default=False)
+for _flag in ("ORKIVA_CONTENT_REDACTION", "ORKIVA_CONTENT_FILTERING"):
+    if globals()[_flag]:
+        raise ImproperlyConfigured(f"{_flag}=true is not supported by this version (content is stored as sent); "
+                                   "leave it false (docs/configuration.md, Data policy)")
+
 # --- supervisor -------------------------------------------------------------------------------
 # The wake chain (docs/supervisor.md). Every number the backlog names is a setting here.
 ORKIVA_PUBLIC_URL = env.str("ORKIVA_PUBLIC_URL", default="http://127.0.0.1:8000")

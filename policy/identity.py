@@ -8,6 +8,8 @@ ROLE_PARTICIPANT = "participant"
 ROLE_COORDINATOR = "coordinator"
 ROLE_AUDITOR = "auditor"
 ROLE_OPERATOR = "operator"  # a person at the shell (manage.py orkiva_*), never in a token
+ROLE_SYSTEM = "system"  # the bridge's own policy decisions (auto-block, escalations); never authorized
+POLICY_AGENT_ID = "orkiva:policy"
 TOKEN_ROLES = (ROLE_PARTICIPANT, ROLE_COORDINATOR, ROLE_AUDITOR)
 
 # Agent, workspace and session ids: short, printable, safe in logs, tmux names and shells.
@@ -40,3 +42,8 @@ class Actor:
     @classmethod
     def operator(cls, *, name: str, workspace_id: str) -> "Actor":
         return cls(agent_id=f"operator:{name}", workspace_id=workspace_id, role=ROLE_OPERATOR, session_id="cli")
+
+    @classmethod
+    def system(cls, *, workspace_id: str) -> "Actor":
+        """The bridge itself, deciding by policy (recorded as the actor of automatic decisions)."""
+        return cls(agent_id=POLICY_AGENT_ID, workspace_id=workspace_id, role=ROLE_SYSTEM, session_id="policy")

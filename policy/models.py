@@ -59,3 +59,45 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("audit events are append-only")
+
+
+class Escalation(models.Model):
+    """A thread that needs a person: opened by a control (loop, no progress, repeated finding)
+    or by an operator, resolved by the action that lets the thread continue or ends it."""
+
+    STATUS_OPEN, STATUS_RESOLVED = "open", "resolved"
+    STATUSES = (STATUS_OPEN, STATUS_RESOLVED)
+
+    thread = models.ForeignKey("threads.Thread", on_delete=models.CASCADE, related_name="escalations")
+    workspace_id = models.CharField(max_length=128)
+    reason_code = models.CharField(max_length=64)
+    # True when the thread was blocked with this escalation (it must be unblocked to continue).
+    blocking = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=[(s, s) for s in STATUSES], default=STATUS_OPEN)
+    reason = models.TextField(blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    opened_by = models.CharField(max_length=160)
+    opened_at = models.DateTimeField()
+    resolved_by = models.CharField(max_length=160, blank=True, default="")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, default="")
+    resolution_code = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["workspace_id", "status", "opened_at"], name="escalation_ws_status"),
+            models.Index(fields=["thread", "status"], name="escalation_thread_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=("open", "resolved")), name="escalation_status_known"),
+        ]
+
+
+class RateCounter(models.Model):
+    """Posts counted in the current fixed window for one key (an agent in a thread, or in a
+    workspace). One row per key, updated by a single atomic UPSERT (policy.controls)."""
+
+    key = models.CharField(max_length=400, unique=True)
+    window_start = models.BigIntegerField()  # epoch seconds, a multiple of the window length
+    count = models.PositiveIntegerField()

@@ -43,6 +43,7 @@ from supervisor.models import (
     WakeRequest,
 )
 from supervisor.selectors import ack_signal, last_activity, runtime_of, runtime_state, wake_get
+from threads import transitions
 from threads.models import Thread
 from threads.selectors import participant_ids, thread_get
 from threads.summary import summary_of, summary_text
@@ -608,7 +609,9 @@ def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None) -> li
         return []
     moment = now or timezone.now()
     thread = Thread.objects.filter(pk=thread_id).first()
-    if thread is None:
+    # A blocked thread (policy stopped the agents) or a closed one wakes nobody: the woken agent
+    # could only meet 409 thread_blocked, and waking each other is how a loop keeps going.
+    if thread is None or thread.status in (transitions.BLOCKED, transitions.CLOSED):
         return []
     recipients = participant_ids(thread) - {sender}
     runtimes = Runtime.objects.filter(workspace_id=thread.workspace_id, agent_id__in=recipients).exclude(

@@ -10,6 +10,25 @@ from policy.tokens import mint_token
 from tests.factories import ActorFactory, CoordinatorFactory, ThreadFactory
 
 
+# The policy controls out of the way, for tests about something else that post a lot into one
+# thread (ordering, concurrency, query counts). Rate limits stay on, high, so their query runs.
+RELAXED_POLICY = {
+    "ORKIVA_RATE_LIMIT_THREAD_POSTS": 1_000_000,
+    "ORKIVA_RATE_LIMIT_WORKSPACE_POSTS": 1_000_000,
+    "ORKIVA_LOOP_THRESHOLD_TURNS": 0,
+    "ORKIVA_NO_PROGRESS_BLOCK_TURNS": 0,
+    "ORKIVA_REPEATED_FINDING_LIMIT": 0,
+}
+
+
+@pytest.fixture
+def relaxed_policy(settings):
+    """Use with `pytestmark = pytest.mark.usefixtures("relaxed_policy")`; subprocesses take
+    `subprocess_env(**RELAXED_POLICY)`."""
+    for name, value in RELAXED_POLICY.items():
+        setattr(settings, name, value)
+
+
 def token_for(actor: Actor, *, ttl_seconds: int = 900, now=None) -> str:
     return mint_token(
         agent_id=actor.agent_id,

@@ -94,6 +94,13 @@ class CountsOut(serializers.Serializer):
     by_kind = serializers.DictField(child=serializers.IntegerField())
 
 
+class SummaryBlockedOut(serializers.Serializer):
+    reason_code = serializers.CharField(allow_null=True, help_text="no_progress, repeated_finding, operator_escalation, ...")
+    reason = serializers.CharField(allow_null=True)
+    escalation_id = serializers.IntegerField(allow_null=True, help_text="The open escalation holding the block, if any.")
+    since = serializers.DateTimeField()
+
+
 class SummaryOut(serializers.Serializer):
     thread_id = serializers.UUIDField()
     title = serializers.CharField()
@@ -102,6 +109,10 @@ class SummaryOut(serializers.Serializer):
     status_changed_at = serializers.DateTimeField()
     status_reason = serializers.CharField(allow_null=True)
     status_reason_code = serializers.CharField(allow_null=True)
+    blocked = SummaryBlockedOut(allow_null=True, help_text="Why the thread is blocked; null unless it is.")
+    turns_since_progress = serializers.IntegerField(
+        help_text="Posts since the last status change or settled open item (the loop controls' counter)."
+    )
     participants = SummaryParticipantOut(many=True)
     open_items = OpenItemOut(many=True)
     open_findings = serializers.IntegerField()

@@ -22,6 +22,11 @@ class Thread(models.Model):
     created_by = models.CharField(max_length=160)
     # The highest allocated message seq; bumped under this row's lock in the insert's transaction.
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Loop controls (policy.controls), kept on the row the post already locks: posts since the
+    # last progress (a status change or an open item settled), and the seq after which repeated
+    # findings count (moved when the thread leaves `blocked`).
+    turns_since_progress = models.PositiveIntegerField(default=0)
+    findings_since_seq = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 

@@ -11,7 +11,9 @@ from django.utils import timezone
 from messaging.services import cursors_create, status_message_append
 from orkiva.errors import Conflict, Forbidden, ValidationFailed
 from policy.audit import audit_record
+from policy.escalations import escalations_after_transition
 from policy.identity import IDENTIFIER_HELP, ROLE_PARTICIPANT, Actor, is_identifier
+from policy.models import Escalation
 from policy.roles import Op, authorize
 from threads import transitions
 from threads.models import Participant, Thread
@@ -126,25 +128,70 @@ def thread_transition(
 ) -> Thread:
     """Change a thread's status under its row lock; record it as a `status` message and an audit row."""
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.THREAD_TRANSITION, lock=True)
+    thread_transition_locked(actor=actor, thread=thread, status=status, reason=reason, reason_code=reason_code, now=now)
+    return thread
+
+
+def thread_transition_locked(
+    *, actor: Actor, thread: Thread, status: str, reason: str = "", reason_code: str = "", now: datetime | None = None
+) -> list[Escalation]:
+    """Check and make the move on a thread whose lock the caller holds. A status change is
+    progress: it resets the loop counters and resolves the escalations it ends (returned)."""
     check_transition(actor=actor, thread=thread, target=status, reason=reason)
     moment = now or timezone.now()
     old = thread.status
-    thread.status, thread.status_changed_at = status, moment
-    thread.status_reason, thread.status_reason_code = reason.strip(), reason_code
-    thread.save(update_fields=["status", "status_changed_at", "status_reason", "status_reason_code"])
-    status_message_append(thread=thread, actor=actor, old=old, new=status, reason=reason.strip(), now=moment)
+    thread_status_apply(
+        actor=actor, thread=thread, status=status, reason=reason.strip(), reason_code=reason_code, now=moment,
+        reset_progress=True,
+    )
+    return escalations_after_transition(
+        actor=actor, thread=thread, old=old, new=status, reason=reason.strip(), now=moment
+    )
+
+
+def thread_status_apply(
+    *,
+    actor: Actor,
+    thread: Thread,
+    status: str,
+    reason: str,
+    reason_code: str,
+    now: datetime,
+    reset_progress: bool = False,
+    action: str = "thread.transition",
+    audit_new: dict | None = None,
+) -> None:
+    """Write a status change the caller has decided (and checked, if it needs checking) on a
+    locked thread: the row, a `status` message, an audit row. Policy's automatic blocks come
+    here directly; `reset_progress` restarts the loop counters (and, when the thread leaves
+    `blocked`, the count of repeated findings)."""
+    old = thread.status
+    thread.status, thread.status_changed_at = status, now
+    thread.status_reason, thread.status_reason_code = reason, reason_code
+    fields = ["status", "status_changed_at", "status_reason", "status_reason_code"]
+    old_values: dict = {"status": old}
+    new_values: dict = {"status": status, **(audit_new or {})}
+    if reset_progress:
+        if thread.turns_since_progress:  # the audit row shows the counter reset only when there was one
+            old_values["turns_since_progress"], new_values["turns_since_progress"] = thread.turns_since_progress, 0
+        thread.turns_since_progress = 0
+        fields.append("turns_since_progress")
+        if old == transitions.BLOCKED:
+            thread.findings_since_seq = thread.last_seq
+            fields.append("findings_since_seq")
+    thread.save(update_fields=fields)
+    status_message_append(thread=thread, actor=actor, old=old, new=status, reason=reason, now=now)
     audit_record(
         actor=actor,
-        action="thread.transition",
+        action=action,
         target_type="thread",
         target_id=str(thread.pk),
-        reason=reason.strip(),
+        reason=reason,
         reason_code=reason_code,
-        old={"status": old},
-        new={"status": status},
-        now=moment,
+        old=old_values,
+        new=new_values,
+        now=now,
     )
-    return thread
 
 
 @transaction.atomic

@@ -7,7 +7,9 @@ from messaging import kinds
 from messaging.selectors import counts_by_kind, cursor_positions, last_message_by_sender, open_items, unread_count
 from orkiva.versioning import SCHEMA_VERSION, iso
 from policy.identity import Actor
+from policy.models import Escalation
 from policy.roles import Op
+from threads import transitions
 from threads.models import Thread
 from threads.selectors import participant_list, thread_get
 
@@ -62,6 +64,8 @@ def summary_of(thread: Thread) -> dict[str, Any]:
         "status_changed_at": iso(thread.status_changed_at),
         "status_reason": thread.status_reason or None,
         "status_reason_code": thread.status_reason_code or None,
+        "blocked": blocked_json(thread),
+        "turns_since_progress": thread.turns_since_progress,
         "participants": participants,
         "open_items": items,
         "open_findings": sum(1 for i in items if i["kind"] == kinds.FINDING),
@@ -69,6 +73,23 @@ def summary_of(thread: Thread) -> dict[str, Any]:
         "counts": {"messages": thread.last_seq, "by_kind": counts},
         "last_seq": thread.last_seq,
         "schema_version": SCHEMA_VERSION,
+    }
+
+
+def blocked_json(thread: Thread) -> dict[str, Any] | None:
+    """Why a blocked thread is blocked: the reason code, the escalation that holds it (none when a
+    participant blocked it by hand), since when. None unless the thread is blocked."""
+    if thread.status != transitions.BLOCKED:
+        return None
+    escalation = (
+        Escalation.objects.filter(thread=thread, status=Escalation.STATUS_OPEN, blocking=True)
+        .order_by("-id").values_list("pk", flat=True).first()
+    )
+    return {
+        "reason_code": thread.status_reason_code or None,
+        "reason": thread.status_reason or None,
+        "escalation_id": escalation,
+        "since": iso(thread.status_changed_at),
     }
 
 

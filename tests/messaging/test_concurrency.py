@@ -16,11 +16,12 @@ from django.db import connections
 from messaging.models import Message
 from messaging.services import message_post
 from policy.identity import Actor
-from tests.conftest import token_for
+from tests.conftest import RELAXED_POLICY, token_for
 from tests.factories import ThreadFactory
-from tests.live import bridge_server
+from tests.live import bridge_server, subprocess_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
+# 400 posts into one thread without progress: the policy controls would (rightly) stop that.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only, pytest.mark.usefixtures("relaxed_policy")]
 
 WRITERS, POSTS_EACH = 16, 25
 COORDINATOR = Actor(agent_id="coordinator", workspace_id="ws-main", role="coordinator", session_id="s-c")
@@ -99,7 +100,7 @@ def test_real_clients_against_gunicorn(tmp_path):
     agents = writers()
     thread = ThreadFactory(coordinator=COORDINATOR, participants=[a.agent_id for a in agents])
     tokens = {a.agent_id: token_for(a) for a in agents}
-    with bridge_server(tmp_path, server="gunicorn", workers=2) as bridge:
+    with bridge_server(tmp_path, server="gunicorn", workers=2, env=subprocess_env(**RELAXED_POLICY)) as bridge:
         url = f"{bridge.base_url}/v1/threads/{thread.pk}/messages"
 
         # 16 retries of one key by one agent, at once.

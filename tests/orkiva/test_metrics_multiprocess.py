@@ -17,12 +17,13 @@ from django_q.tasks import async_task
 from prometheus_client.parser import text_string_to_metric_families
 
 from messaging.services import message_post
-from tests.conftest import token_for
+from tests.conftest import RELAXED_POLICY, token_for
 from tests.factories import ActorFactory
 from tests.live import MANAGE, REPO, bridge_server, run_manage, subprocess_env
 from tests.orkiva.logcapture import json_lines
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# 66 posts by one agent into one thread: the policy controls would (rightly) stop that.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("relaxed_policy")]
 
 HTTP_POSTS = 60
 JOB_POSTS = 6
@@ -45,7 +46,7 @@ def summed(text: str, sample_name: str, **labels: str) -> float:
 
 def test_counters_are_summed_across_gunicorn_workers_the_cluster_and_commands(tmp_path, thread, executioner):
     metrics_dir = tmp_path / "metrics"
-    env = subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), ORKIVA_LOG_FORMAT="json")
+    env = subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), ORKIVA_LOG_FORMAT="json", **RELAXED_POLICY)
     headers = {"Authorization": f"Bearer {token_for(executioner)}"}
 
     with bridge_server(tmp_path, server="gunicorn", workers=3, env=env) as bridge:

@@ -1,0 +1,173 @@
+"""manage.py orkiva_inspect WHAT [ID]: read-only views for the operator (docs/operator.md).
+
+  thread <id>         the thread, its summary (why it is blocked), its last messages, its escalations
+  agent <agent_id>    (with --workspace-id) sessions, runtime, recent wakes and threads
+  escalations         open escalations (--all for resolved too; --workspace-id, --thread-id, --reason-code)
+  escalation <id>     one escalation
+  audit               the audit log, newest first (--workspace-id, --action, --actor, --thread-id, ...)
+  wake <id>           a wake with its trace (every step it took)
+  config              the effective policy settings
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from orkiva.commands import OrkivaCommand, render_mapping
+from orkiva.errors import ValidationFailed
+from orkiva.versioning import SCHEMA_VERSION
+from policy import selectors
+from policy.config import policy_config
+from policy.models import Escalation
+from policy.presenters import audit_json, escalation_json, policy_json
+
+VIEWS = ("thread", "agent", "escalations", "escalation", "audit", "wake", "config")
+NEEDS_ID = {"thread": "a thread id", "agent": "an agent id", "escalation": "an escalation id", "wake": "a wake id"}
+
+
+def _since(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed("--since is an ISO 8601 time, e.g. 2026-11-25T14:00:00Z.", code="usage_error") from None
+    if moment.tzinfo is None:
+        raise ValidationFailed("--since needs a time zone (append Z for UTC).", code="usage_error")
+    return moment
+
+
+class Command(OrkivaCommand):
+    help = "Inspect threads, agents, escalations, the audit log, wakes and the effective policy (read-only)."
+
+    def add_options(self, parser) -> None:
+        parser.add_argument("what", choices=VIEWS)
+        parser.add_argument("id", nargs="?", default="", help="The thread, agent, escalation or wake id.")
+        parser.add_argument("--workspace-id", default="", help="agent: required; escalations, audit: a filter.")
+        parser.add_argument("--thread-id", default="", help="escalations, audit: only rows about this thread.")
+        parser.add_argument("--reason-code", default="", help="escalations, audit: a filter.")
+        parser.add_argument("--all", action="store_true", help="escalations: resolved ones too.")
+        parser.add_argument("--action", default="", help="audit: e.g. thread.auto_block, escalation.open.")
+        parser.add_argument("--actor", default="", help="audit: an actor id, e.g. operator:alice or orkiva:policy.")
+        parser.add_argument("--target-type", default="", help="audit: thread, escalation, jti, ...")
+        parser.add_argument("--target-id", default="")
+        parser.add_argument("--since", default="", help="audit: only rows at or after this ISO 8601 time.")
+        parser.add_argument("--before-id", type=int, default=None, help="audit: page back from this row id.")
+        parser.add_argument("--limit", type=int, default=selectors.DEFAULT_LIMIT, help="Most rows (or messages) shown.")
+
+    def run(self, **options) -> dict[str, Any]:
+        what, ident = options["what"], options["id"]
+        if what in NEEDS_ID and not ident:
+            raise ValidationFailed(f"orkiva_inspect {what} needs {NEEDS_ID[what]}.", code="usage_error")
+        if not 1 <= options["limit"] <= 1000:
+            raise ValidationFailed("--limit is between 1 and 1000.", code="usage_error")
+        return getattr(self, f"view_{what}")(ident, options)
+
+    def view_thread(self, thread_id: str, options) -> dict[str, Any]:
+        from messaging.models import Message
+        from messaging.presenters import message_json
+        from threads.presenters import thread_json
+        from threads.selectors import thread_get
+        from threads.summary import summary_of
+        from policy.roles import Op
+
+        actor = self.operator_actor(options, workspace_id=selectors.thread_workspace(thread_id))
+        thread = thread_get(actor=actor, thread_id=thread_id, op=Op.THREAD_READ)
+        tail = list(Message.objects.filter(thread=thread).order_by("-seq")[: options["limit"]])
+        escalations = selectors.escalation_list(status=None, thread_id=thread.pk, limit=options["limit"])
+        return {
+            "thread": thread_json(thread),
+            "summary": summary_of(thread),
+            "messages": [message_json(m) for m in reversed(tail)],
+            "escalations": [escalation_json(e) for e in escalations],
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def view_agent(self, agent_id: str, options) -> dict[str, Any]:
+        from sessions.presenters import session_json
+        from supervisor.presenters import runtime_json, wake_json
+
+        if not options["workspace_id"]:
+            raise ValidationFailed("orkiva_inspect agent needs --workspace-id.", code="usage_error")
+        found = selectors.agent_overview(workspace_id=options["workspace_id"], agent_id=agent_id, limit=options["limit"])
+        return {
+            "agent_id": found.agent_id,
+            "workspace_id": found.workspace_id,
+            "sessions": [session_json(s) for s in found.sessions],
+            "runtime": runtime_json(found.runtime) if found.runtime else None,
+            "wakes": [wake_json(w) for w in found.wakes],
+            "threads": [
+                {"thread_id": str(t.pk), "title": t.title, "status": t.status,
+                 "turns_since_progress": t.turns_since_progress, "last_seq": t.last_seq}
+                for t in found.threads
+            ],
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def view_escalations(self, _ident: str, options) -> dict[str, Any]:
+        found = selectors.escalation_list(
+            status=None if options["all"] else Escalation.STATUS_OPEN,
+            workspace_id=options["workspace_id"] or None,
+            thread_id=options["thread_id"] or None,
+            reason_code=options["reason_code"] or None,
+            limit=options["limit"],
+        )
+        return {"escalations": [escalation_json(e) for e in found], "count": len(found), "schema_version": SCHEMA_VERSION}
+
+    def view_escalation(self, escalation_id: str, options) -> dict[str, Any]:
+        return escalation_json(selectors.escalation_get(escalation_id))
+
+    def view_audit(self, _ident: str, options) -> dict[str, Any]:
+        found = selectors.audit_list(
+            workspace_id=options["workspace_id"] or None,
+            action=options["action"] or None,
+            actor_id=options["actor"] or None,
+            target_type=options["target_type"] or None,
+            target_id=options["target_id"] or None,
+            thread_id=options["thread_id"] or None,
+            reason_code=options["reason_code"] or None,
+            since=_since(options["since"]),
+            before_id=options["before_id"],
+            limit=options["limit"],
+        )
+        return {"events": [audit_json(e) for e in found], "count": len(found), "schema_version": SCHEMA_VERSION}
+
+    def view_wake(self, wake_id: str, options) -> dict[str, Any]:
+        from supervisor.presenters import wake_json
+
+        return wake_json(selectors.wake_lookup(wake_id))
+
+    def view_config(self, _ident: str, options) -> dict[str, Any]:
+        return policy_json(policy_config())
+
+    def render_table(self, result: dict[str, Any]) -> str:
+        if "escalations" in result and "thread" not in result:
+            rows = [
+                f"#{e['escalation_id']} {e['status']:<8} {e['reason_code']:<17} thread {e['thread_id']} "
+                f"({e['workspace_id']}) {'BLOCKING ' if e['blocking'] else ''}{e['opened_at']}: {e['reason'] or ''}"
+                for e in result["escalations"]
+            ]
+            return "\n".join(rows) or "no escalations"
+        if "events" in result:
+            rows = [
+                f"{e['id']:>6} {e['created_at']} {e['action']:<22} {e['actor_id']:<24} "
+                f"{e['target_type'] or ''}:{e['target_id'] or ''} {e['reason_code'] or ''} {e['reason'] or ''}"
+                for e in result["events"]
+            ]
+            return "\n".join(rows) or "no audit events"
+        if "thread" in result:
+            summary = result["summary"]
+            head = [
+                f"thread {summary['thread_id']} \"{summary['title']}\" status {summary['status']}"
+                f" ({summary['turns_since_progress']} turns since progress)",
+            ]
+            if summary["blocked"]:
+                blocked = summary["blocked"]
+                head.append(f"blocked since {blocked['since']}: {blocked['reason_code']} "
+                            f"(escalation {blocked['escalation_id']}) {blocked['reason'] or ''}")
+            head += [f"  #{m['seq']} {m['sender']} [{m['kind']}] {' '.join(m['body'].split())[:120]}"
+                     for m in result["messages"]]
+            head += [f"escalation #{e['escalation_id']} {e['status']} {e['reason_code']}: {e['reason'] or ''}"
+                     for e in result["escalations"]]
+            return "\n".join(head)
+        return render_mapping(result)
