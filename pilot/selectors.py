@@ -21,12 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from django.db.models import Q
+
 from messaging.models import Message
 from orkiva.errors import ValidationFailed
 from orkiva.versioning import SCHEMA_VERSION, iso
 from pilot.models import Feedback
 from policy.identity import ROLE_OPERATOR
-from policy.models import AuditEvent
+from policy.models import AuditEvent, Escalation
 from supervisor.models import WakeRequest
 from threads.models import Thread
 
@@ -87,22 +89,29 @@ def _message_facts(thread_ids: list) -> dict[Any, _ThreadFacts]:
     return facts
 
 
-def _thread_audit(workspace_id: str, thread_ids: list) -> tuple[dict[str, list[datetime]], Counter, Counter]:
-    """Per thread: when it moved to resolved, how many operator interventions, escalations opened."""
+def _thread_audit(workspace_id: str, thread_ids: list) -> tuple[dict[str, list[datetime]], Counter]:
+    """Per thread: when it moved to resolved, and how many operator actions touched it. One
+    operator command is one intervention, however many rows it wrote (an unblock records the
+    transition, the unblock and the escalations it resolved): rows are counted by request id."""
+    ids = [str(pk) for pk in thread_ids]
     resolved_at: dict[str, list[datetime]] = defaultdict(list)
-    interventions: Counter = Counter()
-    escalations: Counter = Counter()
-    rows = AuditEvent.objects.filter(
-        workspace_id=workspace_id, target_type="thread", target_id__in=[str(pk) for pk in thread_ids]
-    ).values_list("target_id", "action", "actor_role", "new_values", "created_at")
-    for target_id, action, actor_role, new_values, created_at in rows:
+    actions: dict[str, set[str]] = defaultdict(set)
+    rows = AuditEvent.objects.filter(workspace_id=workspace_id).filter(
+        Q(target_type="thread", target_id__in=ids) | Q(target_type="escalation", new_values__thread_id__in=ids)
+    ).values_list("id", "target_type", "target_id", "action", "actor_role", "request_id", "new_values", "created_at")
+    for pk, target_type, target_id, action, actor_role, request_id, new_values, created_at in rows:
+        thread_id = target_id if target_type == "thread" else (new_values or {}).get("thread_id")
         if action == "thread.transition" and (new_values or {}).get("status") == "resolved":
-            resolved_at[target_id].append(created_at)
-        if action.startswith("escalation.") and action.endswith("open"):
-            escalations[target_id] += 1
+            resolved_at[thread_id].append(created_at)
         if actor_role == ROLE_OPERATOR and action not in NOT_INTERVENTIONS:
-            interventions[target_id] += 1
-    return resolved_at, interventions, escalations
+            actions[thread_id].add(request_id or f"row-{pk}")
+    return resolved_at, Counter({thread_id: len(requests) for thread_id, requests in actions.items()})
+
+
+def _escalation_counts(thread_ids: list) -> Counter:
+    return Counter(
+        str(thread_id) for thread_id in Escalation.objects.filter(thread_id__in=thread_ids).values_list("thread_id", flat=True)
+    )
 
 
 def _wake_facts(thread_ids: list) -> dict[Any, list[WakeRequest]]:
@@ -139,7 +148,8 @@ def pilot_report(
     threads = list(threads_qs.order_by("created_at", "pk"))
     pks = [t.pk for t in threads]
     messages = _message_facts(pks)
-    resolved_at, interventions, escalations = _thread_audit(workspace_id, pks)
+    resolved_at, interventions = _thread_audit(workspace_id, pks)
+    escalations = _escalation_counts(pks)
     wakes = _wake_facts(pks)
 
     rows, cycle_times, rounds_all, all_wakes = [], [], [], []

@@ -160,9 +160,12 @@ def senders_and_kinds(thread_id: str) -> list[tuple[str, str]]:
     return list(Message.objects.filter(thread_id=thread_id).order_by("seq").values_list("sender", "kind"))
 
 
-def assert_no_human_relay(thread_id: str) -> None:
-    """Every message came from the two agents (status changes included): nobody relayed anything."""
-    assert {sender for sender, _ in senders_and_kinds(thread_id)} <= set(AGENTS)
+def assert_no_human_relay(thread_id: str, *, status_changes_by: frozenset = frozenset()) -> None:
+    """Every message came from the two agents: nobody relayed anything. Only status changes may
+    come from elsewhere (the policy blocking a loop, an operator unblocking it), and only as named."""
+    rows = senders_and_kinds(thread_id)
+    assert {sender for sender, kind in rows if kind != "status"} == set(AGENTS)
+    assert {sender for sender, kind in rows if kind == "status"} <= set(AGENTS) | status_changes_by
 
 
 def report_for(pilot: Pilot) -> dict:
@@ -259,7 +262,7 @@ def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblo
         assert escalation["reason_code"] == "repeated_finding" and escalation["status"] == "open"
 
         code, unblocked = run_manage_json(
-            "orkiva_unblock", "--workspace-id", "ws-pilot", "--thread", pilot.thread_id, "--operator", "alice",
+            "orkiva_unblock", "--thread-id", pilot.thread_id, "--operator", "alice",
             "--reason", "The fix is right; reviewer, accept it.", env=pilot.env,
         )
         assert code == 0, unblocked
@@ -267,6 +270,8 @@ def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblo
 
     unblock = AuditEvent.objects.get(action="thread.unblock", target_id=pilot.thread_id)
     assert (unblock.actor_id, unblock.reason) == ("operator:alice", "The fix is right; reviewer, accept it.")
-    assert_no_human_relay(pilot.thread_id)
+    assert_no_human_relay(pilot.thread_id, status_changes_by=frozenset({"orkiva:policy", "operator:alice"}))
+    repeated = Message.objects.filter(thread_id=pilot.thread_id, kind="finding", body__startswith="Null dereference")
+    assert repeated.count() == 3  # the third identical finding is the one that blocked the thread
     row = report_for(pilot)
     assert row["escalations"] >= 1 and row["human_interventions"] >= 1

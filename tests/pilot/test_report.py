@@ -178,3 +178,25 @@ def test_the_commands_end_to_end(tmp_path, thread, coordinator, executioner, rev
     assert code == 2 and body["error"]["code"] == "baseline_not_found"
     code, body = run_manage_json("orkiva_pilot_report", "--workspace-id", "ws-main", "--since", "yesterday")
     assert code == 2 and body["error"]["code"] == "usage_error"
+
+
+@pytest.mark.django_db
+def test_escalations_are_counted_and_each_operator_command_is_one_intervention(thread):
+    from orkiva.context import bind_request_id, reset_request_id
+    from policy.escalations import escalation_raise, thread_unblock
+
+    commands = [
+        ("req-escalate", lambda: escalation_raise(operator=operator(), thread_id=thread.pk, reason="looping", block=True)),
+        ("req-unblock", lambda: thread_unblock(operator=operator(), thread_id=thread.pk, reason="carry on")),
+    ]
+    for request_id, command in commands:  # as the commands run them: one request id each
+        token = bind_request_id(request_id)
+        try:
+            command()
+        finally:
+            reset_request_id(token)
+    operator_rows = AuditEvent.objects.filter(actor_role="operator").count()
+    assert operator_rows >= 4  # escalate + block, then unblock + transition + resolve
+    row = pilot_report(workspace_id="ws-main")["threads"][0]
+    assert row["escalations"] == 1
+    assert row["human_interventions"] == 2
