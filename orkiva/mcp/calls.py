@@ -100,15 +100,6 @@ async def orm(fn: Callable[[], T]) -> T:
     return await sync_to_async(_as_request(fn), thread_sensitive=True)()
 
 
-def release_connections() -> None:
-    """Close this thread's database connections (a waiting call holds none)."""
-    from django.db import connections
-
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
-
-
 def success(data: dict[str, Any]) -> CallToolResult:
     """The presenter's dict as structured content, and as JSON text for clients that read text."""
     return CallToolResult(

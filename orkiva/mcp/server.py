@@ -21,8 +21,8 @@ from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
 from orkiva.mcp import schemas
-from orkiva.mcp.calls import orm, release_connections, run_steps, run_tool
-from orkiva.mcp.waiting import watcher
+from orkiva.mcp.calls import run_steps, run_tool
+from orkiva.mcp.waiting import watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import IDENTIFIER_HELP, Actor
 from policy.roles import Op
@@ -202,15 +202,17 @@ def build_server() -> MCPServer:
     ) -> PageResult:
         timeout = min(timeout_seconds, settings.ORKIVA_MCP_WAIT_MAX_SECONDS)
 
+        # Both reads go through the process's few wait slots and give their connection back:
+        # nothing of the database is held while waiting, and a mass wake needs few connections.
+        read = with_db_slot(_read_page)
+
         async def steps(run) -> dict[str, Any]:
-            page = await run(lambda actor: _read_page(actor, thread_id, after_seq, limit))
+            page = await run(lambda actor: read(actor, thread_id, after_seq, limit))
             if page["messages"] or timeout <= 0:
                 return page
-            # Nothing yet: hold no connection while waiting; the watcher's one query serves all waiters.
-            await orm(release_connections)
             start = page["next_after_seq"]
             await watcher().wait(thread_id=uuid.UUID(page["thread_id"]), after_seq=start, timeout=timeout)
-            return await run(lambda actor: _read_page(actor, thread_id, start, limit))
+            return await run(lambda actor: read(actor, thread_id, start, limit))
 
         return await run_steps("wait_for_messages", steps)
 

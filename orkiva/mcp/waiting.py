@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
 from orkiva import observability
+
+T = TypeVar("T")
 
 
 def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -94,6 +99,39 @@ class ThreadWatcher:
             except TimeoutError:
                 pass
             self._poked.clear()
+
+
+_slots_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+
+
+def with_db_slot(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` (a wait's read, run on its request thread) inside one of the process's
+    ORKIVA_MCP_WAIT_DB_SLOTS, its connection closed before the slot is given back: however many
+    waiters wake at once, their reads use at most that many connections."""
+    global _slots
+    if _slots is None:
+        with _slots_lock:
+            if _slots is None:
+                _slots = threading.BoundedSemaphore(settings.ORKIVA_MCP_WAIT_DB_SLOTS)
+
+    def run(*args, **kwargs) -> T:
+        with _slots:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                release_connections()
+
+    return run
+
+
+def release_connections() -> None:
+    """Close this thread's database connections (a waiting call holds none)."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
 
 
 _watchers: dict[asyncio.AbstractEventLoop, ThreadWatcher] = {}
