@@ -46,7 +46,7 @@ class ThreadWatcher:
         self._poked: asyncio.Event | None = None
         # The watcher's queries run here, never on a request's thread: one connection for all waiters.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orkiva-mcp-watch")
-        self.polls = 0  # queries made (the benchmark reports it)
+        self.checks = 0  # checks started
 
     @property
     def waiting(self) -> int:
@@ -80,15 +80,21 @@ class ThreadWatcher:
             if not entries:
                 self._waiters.pop(thread_id, None)
 
+    async def aclose(self) -> None:
+        """Close the watcher's database connection and its thread (a loop that is ending)."""
+        await sync_to_async(release_connections, thread_sensitive=False, executor=self._executor)()
+        self._executor.shutdown(wait=False)
+
     async def _run(self) -> None:
         poll = self.poll_seconds or settings.ORKIVA_MCP_WAIT_POLL_SECONDS
         assert self._poked is not None
         while self._waiters:
-            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(
-                list(self._waiters)
-            )
-            self.polls += 1
-            for thread_id, entries in list(self._waiters.items()):
+            watched = list(self._waiters)
+            self.checks += 1
+            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
+            # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
+            for thread_id in watched:
+                entries = self._waiters.get(thread_id, [])
                 last_seq = seqs.get(thread_id)
                 for after_seq, future in entries:
                     # A vanished thread wakes its waiters too: their next read reports it.
