@@ -159,6 +159,11 @@ ORKIVA_MCP_ALLOWED_ORIGINS = env.list(
 # how often one process checks, in one query for all its waiters, whether their threads moved.
 ORKIVA_MCP_WAIT_MAX_SECONDS = env.float("ORKIVA_MCP_WAIT_MAX_SECONDS", default=45)
 ORKIVA_MCP_WAIT_POLL_SECONDS = env.float("ORKIVA_MCP_WAIT_POLL_SECONDS", default=0.5)
+# How many wait_for_messages reads (before and after a wait) one process runs at once. A mass wake
+# (one post, many waiters) then needs this many database connections, not one per waiter.
+ORKIVA_MCP_WAIT_DB_SLOTS = env.int("ORKIVA_MCP_WAIT_DB_SLOTS", default=4)
+if ORKIVA_MCP_WAIT_DB_SLOTS < 1:
+    raise ImproperlyConfigured("ORKIVA_MCP_WAIT_DB_SLOTS must be at least 1")
 if ORKIVA_MCP_WAIT_MAX_SECONDS <= 0 or ORKIVA_MCP_WAIT_POLL_SECONDS <= 0:
     raise ImproperlyConfigured("ORKIVA_MCP_WAIT_MAX_SECONDS and ORKIVA_MCP_WAIT_POLL_SECONDS must be positive")
 

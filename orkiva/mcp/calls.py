@@ -37,6 +37,7 @@ from orkiva.context import (
 )
 from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
 from policy.identity import Actor
+from policy.services import check_payload_identity
 
 logger = structlog.get_logger("orkiva.mcp")
 
@@ -100,15 +101,6 @@ async def orm(fn: Callable[[], T]) -> T:
     return await sync_to_async(_as_request(fn), thread_sensitive=True)()
 
 
-def release_connections() -> None:
-    """Close this thread's database connections (a waiting call holds none)."""
-    from django.db import connections
-
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close()
-
-
 def success(data: dict[str, Any]) -> CallToolResult:
     """The presenter's dict as structured content, and as JSON text for clients that read text."""
     return CallToolResult(
@@ -122,9 +114,20 @@ def failure(err: DomainError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
 
 
-async def run_tool(name: str, work: Callable[[Actor], dict[str, Any]]) -> CallToolResult:
-    """One tool call that is one sync step: `work(actor)` runs in the call's ORM thread."""
-    return await run_steps(name, lambda run: run(work))
+async def run_tool(
+    name: str, work: Callable[[Actor], dict[str, Any]], *, claims: dict[str, str | None] | None = None,
+    claim_action: str = "",
+) -> CallToolResult:
+    """One tool call that is one sync step: `work(actor)` runs in the call's ORM thread. `claims`
+    are the identity fields the arguments name (None: not given); naming another agent or
+    workspace than the token's is refused and audited as `claim_action`, as REST does."""
+    named = {k: v for k, v in (claims or {}).items() if v is not None}
+
+    def checked(actor: Actor) -> dict[str, Any]:
+        check_payload_identity(actor, named, action=claim_action)
+        return work(actor)
+
+    return await run_steps(name, lambda run: run(checked if named else work))
 
 
 async def run_steps(name: str, steps: Callable[[Runner], Awaitable[dict[str, Any]]]) -> CallToolResult:

@@ -21,12 +21,11 @@ from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
 from orkiva.mcp import schemas
-from orkiva.mcp.calls import orm, release_connections, run_steps, run_tool
-from orkiva.mcp.waiting import watcher
+from orkiva.mcp.calls import run_steps, run_tool
+from orkiva.mcp.waiting import watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import IDENTIFIER_HELP, Actor
 from policy.roles import Op
-from policy.services import check_payload_identity
 from sessions.presenters import session_json
 from sessions.services import session_heartbeat
 from supervisor.presenters import wake_json
@@ -48,6 +47,14 @@ INSTRUCTIONS = (
 
 ThreadId = Annotated[str, Field(description="The thread's id (a UUID), as returned by create_thread.")]
 AgentId = Annotated[str, Field(min_length=1, max_length=128, description=f"An agent id: {IDENTIFIER_HELP}.")]
+AfterSeq = Annotated[
+    int | None, Field(ge=0, description="Only messages with seq > this (default: your read cursor).")
+]
+ReadLimit = Annotated[
+    int | None,
+    Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX,
+          description=f"Most messages to return (default {settings.ORKIVA_READ_LIMIT_DEFAULT})."),
+]
 OwnIdentity = Annotated[
     str | None, Field(description="Optional; if given it must equal your token's (else claim_mismatch).")
 ]
@@ -68,11 +75,6 @@ SessionResult = _out(schemas.SessionOut)
 WakeResult = _out(schemas.WakeOut)
 
 
-def _claims(**named: str | None) -> dict[str, str]:
-    """The identity fields an argument list names (None: not given)."""
-    return {k: v for k, v in named.items() if v is not None}
-
-
 def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int | None) -> dict[str, Any]:
     page = message_page(
         actor=actor, thread_id=thread_id, after_seq=after_seq, limit=limit or settings.ORKIVA_READ_LIMIT_DEFAULT
@@ -90,7 +92,8 @@ def build_server() -> MCPServer:
         log_level="WARNING",
     )
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    write = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    write = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+    idempotent_write = write.model_copy(update={"idempotent_hint": True})
 
     @mcp.tool(
         name="create_thread",
@@ -109,11 +112,11 @@ def build_server() -> MCPServer:
         ],
         workspace_id: OwnIdentity = None,
     ) -> ThreadResult:
-        def work(actor: Actor) -> dict[str, Any]:
-            check_payload_identity(actor, _claims(workspace_id=workspace_id), action="thread.create")
-            return thread_json(thread_create(actor=actor, title=title, type=type, participants=participants))
-
-        return await run_tool("create_thread", work)
+        return await run_tool(
+            "create_thread",
+            lambda actor: thread_json(thread_create(actor=actor, title=title, type=type, participants=participants)),
+            claims={"workspace_id": workspace_id}, claim_action="thread.create",
+        )
 
     @mcp.tool(
         name="get_thread",
@@ -130,8 +133,7 @@ def build_server() -> MCPServer:
         description="Post a message to a thread as yourself. Messages get gapless seqs 1, 2, 3... "
         "Pass an idempotency_key to make retries safe: the same key and content returns the original "
         "message (idempotent_replay: true); the same key with different content is idempotency_conflict.",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                    open_world_hint=False),
+        annotations=write,
     )
     async def post_message(
         thread_id: ThreadId,
@@ -152,14 +154,13 @@ def build_server() -> MCPServer:
         sender: OwnIdentity = None,
     ) -> MessageResult:
         def work(actor: Actor) -> dict[str, Any]:
-            check_payload_identity(actor, _claims(sender=sender), action="message.post")
             result = message_post(
                 actor=actor, thread_id=thread_id, body=body, kind=kind, in_reply_to=in_reply_to,
                 idempotency_key=idempotency_key,
             )
             return message_json(result.message, replay=result.replay)
 
-        result = await run_tool("post_message", work)
+        result = await run_tool("post_message", work, claims={"sender": sender}, claim_action="message.post")
         if not result.is_error:
             watcher().poke()  # waiters in this process see the post now, not at the next poll
         return result
@@ -173,10 +174,8 @@ def build_server() -> MCPServer:
     )
     async def read_messages(
         thread_id: ThreadId,
-        after_seq: Annotated[int | None, Field(ge=0, description="Return messages with seq > this.")] = None,
-        limit: Annotated[
-            int | None, Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX, description="Most messages to return.")
-        ] = None,
+        after_seq: AfterSeq = None,
+        limit: ReadLimit = None,
     ) -> PageResult:
         return await run_tool("read_messages", lambda actor: _read_page(actor, thread_id, after_seq, limit))
 
@@ -190,27 +189,27 @@ def build_server() -> MCPServer:
     )
     async def wait_for_messages(
         thread_id: ThreadId,
-        after_seq: Annotated[int | None, Field(ge=0, description="Wait for a message with seq > this.")] = None,
+        after_seq: AfterSeq = None,
         timeout_seconds: Annotated[
             float,
             Field(ge=0, description="How long to wait at most; capped by the server "
                   f"(ORKIVA_MCP_WAIT_MAX_SECONDS, now {settings.ORKIVA_MCP_WAIT_MAX_SECONDS:g})."),
         ] = 30,
-        limit: Annotated[
-            int | None, Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX, description="Most messages to return.")
-        ] = None,
+        limit: ReadLimit = None,
     ) -> PageResult:
         timeout = min(timeout_seconds, settings.ORKIVA_MCP_WAIT_MAX_SECONDS)
 
+        # Both reads go through the process's few wait slots and give their connection back:
+        # nothing of the database is held while waiting, and a mass wake needs few connections.
+        read = with_db_slot(_read_page)
+
         async def steps(run) -> dict[str, Any]:
-            page = await run(lambda actor: _read_page(actor, thread_id, after_seq, limit))
+            page = await run(lambda actor: read(actor, thread_id, after_seq, limit))
             if page["messages"] or timeout <= 0:
                 return page
-            # Nothing yet: hold no connection while waiting; the watcher's one query serves all waiters.
-            await orm(release_connections)
             start = page["next_after_seq"]
             await watcher().wait(thread_id=uuid.UUID(page["thread_id"]), after_seq=start, timeout=timeout)
-            return await run(lambda actor: _read_page(actor, thread_id, start, limit))
+            return await run(lambda actor: read(actor, thread_id, start, limit))
 
         return await run_steps("wait_for_messages", steps)
 
@@ -218,8 +217,7 @@ def build_server() -> MCPServer:
         name="ack_read",
         description="Move your read cursor forward to `seq` (you have handled everything up to it). "
         "Never moves backwards: an older seq returns the current cursor. Returns cursor and unread count.",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                    open_world_hint=False),
+        annotations=idempotent_write,
     )
     async def ack_read(
         thread_id: ThreadId,
@@ -260,8 +258,7 @@ def build_server() -> MCPServer:
         name="heartbeat_session",
         description="Say your runtime session is alive and resumable, so a dormant you can be resumed "
         "(codex exec resume <session_id>) when a message waits. Call it at start and now and then.",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                    open_world_hint=False),
+        annotations=idempotent_write,
     )
     async def heartbeat_session(
         session_id: Annotated[
@@ -273,13 +270,12 @@ def build_server() -> MCPServer:
         agent_id: OwnIdentity = None,
         workspace_id: OwnIdentity = None,
     ) -> SessionResult:
-        def work(actor: Actor) -> dict[str, Any]:
-            check_payload_identity(actor, _claims(agent_id=agent_id, workspace_id=workspace_id),
-                                   action="session.heartbeat")
-            return session_json(session_heartbeat(actor=actor, session_id=session_id, runtime_type=runtime_type,
-                                                  resumable=resumable))
-
-        return await run_tool("heartbeat_session", work)
+        return await run_tool(
+            "heartbeat_session",
+            lambda actor: session_json(session_heartbeat(actor=actor, session_id=session_id,
+                                                         runtime_type=runtime_type, resumable=resumable)),
+            claims={"agent_id": agent_id, "workspace_id": workspace_id}, claim_action="session.heartbeat",
+        )
 
     @mcp.tool(
         name="trigger_participant",
@@ -295,11 +291,11 @@ def build_server() -> MCPServer:
         reason: Annotated[str, Field(max_length=1000, description="Why, shown to the woken agent.")] = "",
         workspace_id: OwnIdentity = None,
     ) -> WakeResult:
-        def work(actor: Actor) -> dict[str, Any]:
-            # `agent_id` names the agent to wake, not the caller: only the workspace is checked.
-            check_payload_identity(actor, _claims(workspace_id=workspace_id), action="wake.trigger")
-            return wake_json(wake_trigger(actor=actor, thread_id=thread_id, agent_id=agent_id, reason=reason))
-
-        return await run_tool("trigger_participant", work)
+        # `agent_id` names the agent to wake, not the caller: only the workspace is checked.
+        return await run_tool(
+            "trigger_participant",
+            lambda actor: wake_json(wake_trigger(actor=actor, thread_id=thread_id, agent_id=agent_id, reason=reason)),
+            claims={"workspace_id": workspace_id}, claim_action="wake.trigger",
+        )
 
     return mcp

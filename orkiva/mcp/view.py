@@ -12,6 +12,7 @@ Stateless with JSON responses: nothing is kept between requests, so any worker a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any
 
@@ -55,7 +56,8 @@ class McpAdapter:
         self._thread = threading.Thread(target=self.loop.run_forever, name="orkiva-mcp-loop", daemon=True)
         self._thread.start()
         self._stop: asyncio.Event | None = None
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+        # Started in an empty context: the lifespan outlives the request that happened to create it.
+        contextvars.Context().run(asyncio.run_coroutine_threadsafe, self._start(), self.loop).result(timeout=30)
 
     async def _start(self) -> None:
         started = asyncio.get_running_loop().create_future()

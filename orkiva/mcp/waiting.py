@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
 from orkiva import observability
+
+T = TypeVar("T")
 
 
 def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -41,7 +46,7 @@ class ThreadWatcher:
         self._poked: asyncio.Event | None = None
         # The watcher's queries run here, never on a request's thread: one connection for all waiters.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orkiva-mcp-watch")
-        self.polls = 0  # queries made (the benchmark reports it)
+        self.checks = 0  # checks started
 
     @property
     def waiting(self) -> int:
@@ -75,15 +80,21 @@ class ThreadWatcher:
             if not entries:
                 self._waiters.pop(thread_id, None)
 
+    async def aclose(self) -> None:
+        """Close the watcher's database connection and its thread (a loop that is ending)."""
+        await sync_to_async(release_connections, thread_sensitive=False, executor=self._executor)()
+        self._executor.shutdown(wait=False)
+
     async def _run(self) -> None:
         poll = self.poll_seconds or settings.ORKIVA_MCP_WAIT_POLL_SECONDS
         assert self._poked is not None
         while self._waiters:
-            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(
-                list(self._waiters)
-            )
-            self.polls += 1
-            for thread_id, entries in list(self._waiters.items()):
+            watched = list(self._waiters)
+            self.checks += 1
+            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
+            # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
+            for thread_id in watched:
+                entries = self._waiters.get(thread_id, [])
                 last_seq = seqs.get(thread_id)
                 for after_seq, future in entries:
                     # A vanished thread wakes its waiters too: their next read reports it.
@@ -94,6 +105,39 @@ class ThreadWatcher:
             except TimeoutError:
                 pass
             self._poked.clear()
+
+
+_slots_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+
+
+def with_db_slot(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` (a wait's read, run on its request thread) inside one of the process's
+    ORKIVA_MCP_WAIT_DB_SLOTS, its connection closed before the slot is given back: however many
+    waiters wake at once, their reads use at most that many connections."""
+    global _slots
+    if _slots is None:
+        with _slots_lock:
+            if _slots is None:
+                _slots = threading.BoundedSemaphore(settings.ORKIVA_MCP_WAIT_DB_SLOTS)
+
+    def run(*args, **kwargs) -> T:
+        with _slots:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                release_connections()
+
+    return run
+
+
+def release_connections() -> None:
+    """Close this thread's database connections (a waiting call holds none)."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
 
 
 _watchers: dict[asyncio.AbstractEventLoop, ThreadWatcher] = {}

@@ -273,7 +273,9 @@ def test_wait_for_messages_times_out_empty_and_is_capped(tmp_path, thread, revie
 
 
 def test_host_and_origin_protection(tmp_path, coordinator):
-    env = subprocess_env(ORKIVA_ALLOWED_HOSTS="127.0.0.1,localhost,bridge.example")
+    # Django answers bridge.example and other.example; MCP is narrowed to bridge.example.
+    env = subprocess_env(ORKIVA_ALLOWED_HOSTS="127.0.0.1,localhost,bridge.example,other.example",
+                         ORKIVA_MCP_ALLOWED_HOSTS="127.0.0.1:*,bridge.example,bridge.example:*")
     with bridge_server(tmp_path, env=env) as bridge:
         port = bridge.base_url.rsplit(":", 1)[1]
         listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
@@ -284,10 +286,13 @@ def test_host_and_origin_protection(tmp_path, coordinator):
             return httpx.post(f"{bridge.base_url}/v1/mcp", json=listing, headers={**headers, **extra})
 
         deployed_host = post(Host=f"bridge.example:{port}")
+        not_for_mcp = post(Host=f"other.example:{port}")
         foreign_host = post(Host=f"evil.example:{port}")
         foreign_origin = post(Origin="http://evil.example")
         own_origin = post(Origin=f"http://bridge.example:{port}")
+        rest_on_other = httpx.get(f"{bridge.base_url}/healthz", headers={"Host": f"other.example:{port}"})
     assert deployed_host.status_code == 200 and deployed_host.json()["result"]["tools"]
+    assert not_for_mcp.status_code == 421 and rest_on_other.status_code == 200
     assert foreign_host.status_code == 400  # Django's ALLOWED_HOSTS, before MCP is reached
     assert foreign_origin.status_code == 403
     assert own_origin.status_code == 200

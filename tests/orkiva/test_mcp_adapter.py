@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.db import connections
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
 
 from orkiva.mcp.calls import McpCaller, bind_mcp_caller, reset_mcp_caller, run_tool
+from messaging.services import message_post
 from orkiva.mcp.server import build_server
+from orkiva.mcp.waiting import ThreadWatcher
 from orkiva.settings import _mcp_hosts_from
-from tests.factories import ActorFactory
+from tests.factories import ActorFactory, ThreadFactory
 
 from messaging.api import CursorOut, MessageOut, MessagePageOut
 from orkiva.mcp import schemas
@@ -53,3 +56,33 @@ def test_a_bug_in_a_tool_is_a_json_rpc_internal_error_not_a_result():
 def test_mcp_hosts_follow_djangos_allowed_hosts():
     assert _mcp_hosts_from(["127.0.0.1", "bridge.example", ".example.org", "*"]) == [
         "127.0.0.1", "127.0.0.1:*", "bridge.example", "bridge.example:*"]
+
+
+def post_and_disconnect(**kwargs) -> None:
+    try:
+        message_post(**kwargs)
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watcher_wakes_only_threads_that_moved(coordinator, executioner):
+    """A waiter that registers while a check is in flight is judged by the next check, not woken
+    as if its thread had vanished (found by bench/mcp_waiters.py)."""
+    quiet, busy, late = (ThreadFactory(coordinator=coordinator) for _ in range(3))
+
+    async def scenario():
+        watcher = ThreadWatcher(poll_seconds=0.05)
+        first = asyncio.create_task(watcher.wait(thread_id=quiet.pk, after_seq=0, timeout=0.5))
+        while watcher.checks == 0:  # the first check is now in flight on the watcher's thread
+            await asyncio.sleep(0)
+        registered_late = asyncio.create_task(watcher.wait(thread_id=late.pk, after_seq=0, timeout=0.5))
+        woken = asyncio.create_task(watcher.wait(thread_id=busy.pk, after_seq=0, timeout=30))
+        await asyncio.to_thread(post_and_disconnect, actor=executioner, thread_id=busy.pk, body="moved")
+        results = await asyncio.gather(first, registered_late, woken)
+        await watcher.aclose()
+        return results, watcher.waiting
+
+    results, still_waiting = asyncio.run(scenario())
+    assert results == [False, False, True]
+    assert still_waiting == 0
