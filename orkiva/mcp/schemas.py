@@ -101,6 +101,13 @@ class CountsOut(BaseModel):
     by_kind: dict[str, int]
 
 
+class SummaryBlockedOut(BaseModel):
+    reason_code: str | None = Field(description="no_progress, repeated_finding, operator_escalation, ...")
+    reason: str | None
+    escalation_id: int | None = Field(description="The open escalation holding the block, if any.")
+    since: datetime
+
+
 class SummaryOut(Versioned):
     thread_id: str
     title: str
@@ -109,6 +116,10 @@ class SummaryOut(Versioned):
     status_changed_at: datetime
     status_reason: str | None
     status_reason_code: str | None
+    blocked: SummaryBlockedOut | None = Field(description="Why the thread is blocked; null unless it is.")
+    turns_since_progress: int = Field(
+        description="Posts since the last status change or settled open item (the loop controls' counter)."
+    )
     participants: list[SummaryParticipantOut]
     open_items: list[OpenItemOut] = Field(description="Findings and questions not yet resolved or answered.")
     open_findings: int

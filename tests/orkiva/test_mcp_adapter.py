@@ -20,13 +20,15 @@ from messaging.api import CursorOut, MessageOut, MessagePageOut
 from orkiva.mcp import schemas
 from sessions.api import SessionOut
 from supervisor.api import WakeOut, WakeStepOut, WakeTraceOut
-from threads.api import CountsOut, LastMessageOut, OpenItemOut, SummaryOut, SummaryParticipantOut, ThreadOut
+from threads.api import (
+    CountsOut, LastMessageOut, OpenItemOut, SummaryBlockedOut, SummaryOut, SummaryParticipantOut, ThreadOut,
+)
 
 PAIRS = [
     (schemas.ThreadOut, ThreadOut), (schemas.MessageOut, MessageOut), (schemas.MessagePageOut, MessagePageOut),
     (schemas.CursorOut, CursorOut), (schemas.SummaryOut, SummaryOut), (schemas.LastMessageOut, LastMessageOut),
     (schemas.SummaryParticipantOut, SummaryParticipantOut), (schemas.OpenItemOut, OpenItemOut),
-    (schemas.CountsOut, CountsOut), (schemas.SessionOut, SessionOut), (schemas.WakeOut, WakeOut),
+    (schemas.CountsOut, CountsOut), (schemas.SummaryBlockedOut, SummaryBlockedOut), (schemas.SessionOut, SessionOut), (schemas.WakeOut, WakeOut),
     (schemas.WakeStepOut, WakeStepOut), (schemas.WakeTraceOut, WakeTraceOut),
 ]
 
