@@ -23,6 +23,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
+from pydantic import ValidationError
 
 from orkiva.context import (
     begin_call,
@@ -35,7 +36,7 @@ from orkiva.context import (
     new_request_id,
     reset_request_id,
 )
-from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
+from orkiva.errors import DomainError, ValidationFailed, render_domain_error, report_error, to_domain_error
 from policy.identity import Actor
 from policy.services import check_payload_identity
 
@@ -112,6 +113,20 @@ def failure(err: DomainError) -> CallToolResult:
     """A domain error as a tool result: `is_error` and the REST error body, request id included."""
     body = render_domain_error(err)
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
+
+
+def invalid_arguments(name: str, exc: ValidationError) -> CallToolResult:
+    """Arguments that fail a tool's input schema (the SDK checks them before the tool runs): the
+    same `validation_error` body REST answers, with each field's problem and the request id. The
+    rejected values are the caller's data and are not echoed."""
+    if current_request_id() is None:  # stdio
+        with _standalone_call():
+            return invalid_arguments(name, exc)
+    bind_operation(name)
+    fields = {".".join(str(part) for part in error["loc"]) or "arguments": error["msg"] for error in exc.errors()}
+    err = ValidationFailed(f"The arguments of {name} are not valid.", details={"fields": fields})
+    report_error(err)  # counted and logged like every refusal; nothing to audit
+    return failure(err)
 
 
 async def run_tool(

@@ -13,15 +13,16 @@ from typing import Annotated, Any
 
 from django.conf import settings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from messaging import kinds
 from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
 from orkiva.mcp import schemas
-from orkiva.mcp.calls import run_steps, run_tool
+from orkiva.mcp.calls import invalid_arguments, run_steps, run_tool
 from orkiva.mcp.waiting import watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import IDENTIFIER_HELP, Actor
@@ -82,8 +83,20 @@ def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int |
     return page_json(page)
 
 
+class OrkivaMCPServer(MCPServer):
+    """The SDK's server, with schema-level argument errors answered in our error contract."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            return invalid_arguments(name, exc.__cause__)
+
+
 def build_server() -> MCPServer:
-    mcp = MCPServer(
+    mcp = OrkivaMCPServer(
         "orkiva",
         title="Orkiva bridge",
         instructions=INSTRUCTIONS,

@@ -3,6 +3,7 @@ as REST, idempotency, workspace and token refusals, wait_for_messages, Host/Orig
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from mcp import ClientSession
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from messaging.models import Message
 from policy.models import AuditEvent
 from tests.conftest import token_for
 from tests.live import bridge_server, subprocess_env
@@ -190,6 +192,29 @@ def test_cross_workspace_and_role_refusals_are_rest_errors_and_audited(tmp_path,
         denied["request_id"]: "access.denied",
         spoofed["request_id"]: "message.post",
     }
+
+
+def test_arguments_that_break_the_input_schema_get_the_rest_error_body(tmp_path, thread, executioner):
+    tid = str(thread.pk)
+    with bridge_server(tmp_path) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(executioner)) as ex:
+                wrong_type = failed(await ex.call_tool(
+                    "post_message", {"thread_id": tid, "body": "hi", "in_reply_to": "the first one"}))
+                missing = failed(await ex.call_tool("post_message", {"thread_id": tid}))
+                bad_kind = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "hi", "kind": "rant"}))
+                return wrong_type, missing, bad_kind
+
+        wrong_type, missing, bad_kind = asyncio.run(scenario())
+        log = bridge.log()
+    for body in (wrong_type, missing, bad_kind):
+        assert body["error"]["code"] == "validation_error" and body["request_id"]
+        assert body["request_id"] in log  # the refusal is logged under the id the client got
+    assert set(wrong_type["error"]["details"]["fields"]) == {"in_reply_to"}
+    assert "the first one" not in json.dumps(wrong_type)  # the rejected value is not echoed
+    assert set(missing["error"]["details"]["fields"]) == {"body"}
+    assert set(bad_kind["error"]["details"]["fields"]) == {"kind"}
+    assert not Message.objects.filter(thread=thread).exists()  # nothing was posted
 
 
 def test_expired_missing_and_bad_tokens_get_http_401(tmp_path, coordinator):
