@@ -14,6 +14,7 @@ from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
 from orkiva import observability
 from tests.conftest import client_for
+from tests.factories import CoordinatorFactory, ThreadFactory
 from tests.live import run_manage, subprocess_env
 
 
@@ -200,3 +201,27 @@ def test_gunicorn_child_exit_drops_a_dead_workers_live_gauges_and_keeps_its_coun
     (tmp_path / "counter_4242.db").write_bytes(b"")
     conf["child_exit"](None, SimpleNamespace(pid=4242))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_4242.db"]
+
+
+def test_policy_decisions_count_through_the_real_controls(db, settings, thread, executioner, reviewer,
+                                                         django_capture_on_commit_callbacks):
+    """Not the hooks alone: a repeated finding blocks the thread and a flood is refused, and the
+    scrape says so, by reason and scope."""
+    from orkiva.errors import RateLimited
+
+    with Delta("orkiva_thread_auto_blocks_total", reason="repeated_finding") as blocks, Delta(
+        "orkiva_escalations_total", reason="repeated_finding"
+    ) as escalations:
+        with django_capture_on_commit_callbacks(execute=True):
+            for _ in range(3):
+                message_post(actor=reviewer, thread_id=thread.pk, body="Null deref in parse()", kind="finding")
+    assert (blocks.change, escalations.change) == (1, 1)
+
+    settings.ORKIVA_RATE_LIMIT_THREAD_POSTS = 1
+    other = ThreadFactory(coordinator=CoordinatorFactory(agent_id="coordinator", workspace_id="ws-main"),
+                          participants=["executioner"])
+    with Delta("orkiva_rate_limited_total", scope="thread") as limited:
+        message_post(actor=executioner, thread_id=other.pk, body="one")
+        with pytest.raises(RateLimited):
+            message_post(actor=executioner, thread_id=other.pk, body="two")
+    assert limited.change == 1
