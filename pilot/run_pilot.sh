@@ -43,11 +43,19 @@ echo "pilot: reviewer:    $(launch reviewer --stubborn "$STUBBORN")"
 
 deadline=$((SECONDS + TIMEOUT))
 status=open
+told=
 while [ "$SECONDS" -lt "$deadline" ]; do
     status=$(curl -sf "$URL/v1/threads/$THREAD" -H "Authorization: Bearer $TOKEN" | json_field '["status"]')
     case "$status" in
         resolved|closed) break ;;
-        blocked) echo "pilot: thread blocked: see docs/operator.md (orkiva_inspect, orkiva_unblock)" ;;
+        blocked)
+            if [ -z "$told" ]; then
+                echo "pilot: the policy blocked the thread; as its operator (docs/operator.md), in another shell:"
+                echo "  $PYTHON manage.py orkiva_inspect thread $THREAD"
+                echo "  $PYTHON manage.py orkiva_unblock --thread-id $THREAD --reason \"...\""
+                told=1
+            fi ;;
+        *) told= ;;
     esac
     sleep 2
 done
