@@ -65,9 +65,10 @@ class Bridge:
         return body or {}
 
 
-async def connect(run) -> None:
-    url = os.environ["ORKIVA_URL"].rstrip("/") + "/v1/mcp"
-    headers = {"Authorization": f"Bearer {os.environ['ORKIVA_TOKEN']}"}
+async def connect(run, *, base_url: str | None = None, token: str | None = None) -> None:
+    """Open an MCP session to the bridge (ORKIVA_URL, ORKIVA_TOKEN unless given) and `run` in it."""
+    url = (base_url or os.environ["ORKIVA_URL"]).rstrip("/") + "/v1/mcp"
+    headers = {"Authorization": f"Bearer {token or os.environ['ORKIVA_TOKEN']}"}
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120.0)) as http:
         async with streamable_http_client(url, http_client=http) as (read, write, *_):
             async with ClientSession(read, write) as session:

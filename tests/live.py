@@ -129,3 +129,38 @@ def bridge_server(
                 os.killpg(process.pid, 9)
                 process.wait()
         log.close()
+
+
+class Cluster:
+    def __init__(self, process: subprocess.Popen, log_path: Path):
+        self.process = process
+        self.pid = process.pid
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def assert_running(self) -> None:
+        assert self.process.poll() is None, f"qcluster exited with {self.process.returncode}:\n{self.log()}"
+
+
+@contextmanager
+def qcluster(tmp_path: Path, *, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A real `manage.py qcluster` (the supervisor) on the test database, its output in
+    tmp_path/qcluster.log; stopped with SIGTERM (it stops its own workers), killed if it hangs."""
+    log_path = tmp_path / "qcluster.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, MANAGE, "qcluster"], cwd=REPO, env=env or subprocess_env(), stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        yield Cluster(process, log_path)
+    finally:
+        process.send_signal(15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+        log.close()

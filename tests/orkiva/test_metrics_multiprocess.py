@@ -3,10 +3,6 @@ a manage.py command all count into one PROMETHEUS_MULTIPROC_DIR, and /metrics (s
 worker) reports the sums."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from messaging.services import message_post
 from tests.conftest import RELAXED_POLICY, token_for
 from tests.factories import ActorFactory
-from tests.live import MANAGE, REPO, bridge_server, run_manage, subprocess_env
+from tests.live import bridge_server, qcluster, run_manage, subprocess_env
 from tests.orkiva.logcapture import json_lines
 
 # 66 posts by one agent into one thread: the policy controls would (rightly) stop that.
@@ -70,31 +66,14 @@ def test_counters_are_summed_across_gunicorn_workers_the_cluster_and_commands(tm
         assert command.returncode == 2 and '"usage_error"' in command.stdout
 
         # The cluster's worker processes post too.
-        cluster_log = open(tmp_path / "qcluster.log", "w")
-        cluster = subprocess.Popen(
-            [sys.executable, MANAGE, "qcluster"],
-            cwd=REPO,
-            env={**env, "ORKIVA_Q_POLL": "0.1", "ORKIVA_Q_WORKERS": "2"},
-            stdout=cluster_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+        with qcluster(tmp_path, env={**env, "ORKIVA_Q_POLL": "0.1", "ORKIVA_Q_WORKERS": "2"}) as cluster:
             for n in range(JOB_POSTS):
                 async_task("tests.orkiva.test_metrics_multiprocess.post_job", str(thread.pk), n)
             deadline = time.monotonic() + 45
             while Task.objects.filter(success=True).count() < JOB_POSTS:
-                assert cluster.poll() is None, (tmp_path / "qcluster.log").read_text()
-                assert time.monotonic() < deadline, (tmp_path / "qcluster.log").read_text()
+                cluster.assert_running()
+                assert time.monotonic() < deadline, cluster.log()
                 time.sleep(0.1)
-        finally:
-            cluster.send_signal(signal.SIGTERM)
-            try:
-                cluster.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(cluster.pid, signal.SIGKILL)
-                cluster.wait()
-            cluster_log.close()
 
         scrapes = [httpx.get(f"{bridge.base_url}/metrics").text for _ in range(3)]
 

@@ -11,26 +11,25 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
-import httpx
-import libtmux
+import anyio
 import pytest
 
 from messaging.models import Message
+from pilot.agent import Bridge, connect
 from policy.identity import Actor
 from policy.models import AuditEvent
 from sessions.models import AgentSession
 from supervisor import tmux
 from supervisor.models import WakeRequest
 from tests.conftest import token_for
-from tests.live import MANAGE, REPO, bridge_server, run_manage_json, subprocess_env
+from tests.live import REPO, bridge_server, qcluster, run_manage_json, subprocess_env
+from tests.supervisor.conftest import tmux_server  # noqa: F401 (fixture: a private tmux server)
 from threads.models import Thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
@@ -47,7 +46,7 @@ class Pilot:
         self.tmp_path = tmp_path
         self.codex_log = tmp_path / "codex.jsonl"
         settings = {
-            "ORKIVA_TMUX_SOCKET": tmux_socket, "ORKIVA_TMUX_CONFIG": "/dev/null", "ORKIVA_SUPERVISOR_HOST": "pilot-host",
+            "ORKIVA_TMUX_SOCKET": tmux_socket, "ORKIVA_TMUX_CONFIG": "/dev/null", "ORKIVA_SUPERVISOR_HOST": "test-host",
             # a reviewer silent for 2 s is idle; every post may wake it again (no dedupe window)
             "ORKIVA_RUNTIME_IDLE_SECONDS": "2", "ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS": "0",
             "ORKIVA_WAKE_ACK_TIMEOUT_SECONDS": "30", "ORKIVA_WAKE_ACK_POLL_SECONDS": "0.5",
@@ -100,59 +99,26 @@ class Pilot:
 
 
 @contextmanager
-def running_pilot(tmp_path: Path, settings, **extra_env: str):
-    socket = f"orkiva-pilot-{uuid.uuid4().hex[:8]}"
-    settings.ORKIVA_TMUX_SOCKET, settings.ORKIVA_TMUX_CONFIG = socket, "/dev/null"  # this process reads panes too
-    server = libtmux.Server(socket_name=socket, config_file="/dev/null")
-    pilot = Pilot(tmp_path, socket, extra_env)
+def running_pilot(tmp_path: Path, tmux_server, **extra_env: str):
+    """The bridge, the supervisor and the coordinator's thread, on the test's private tmux server."""
+    pilot = Pilot(tmp_path, tmux_server.socket_name, extra_env)
     with bridge_server(tmp_path, env={**pilot.env}) as bridge:
         pilot.base_url = bridge.base_url
         pilot.env["ORKIVA_PUBLIC_URL"] = bridge.base_url
-        log = open(tmp_path / "qcluster.log", "w")
-        cluster = subprocess.Popen(
-            [sys.executable, MANAGE, "qcluster"], cwd=REPO, env=pilot.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+        with qcluster(tmp_path, env=pilot.env):
             pilot.thread_id = create_thread_over_mcp(bridge.base_url)
             yield pilot
-        finally:
-            cluster.send_signal(signal.SIGTERM)
-            try:
-                cluster.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(cluster.pid, signal.SIGKILL)
-                cluster.wait()
-            log.close()
-            if server.is_alive():
-                server.kill()
-            socket_path = Path(f"/tmp/tmux-{os.getuid()}") / socket
-            if socket_path.exists():
-                socket_path.unlink()
 
 
 def create_thread_over_mcp(base_url: str) -> str:
     """The coordinator opens the review thread through MCP, as its agent would."""
-    import anyio
-
-    from pilot.agent import Bridge, connect
-
     created: dict = {}
 
     async def run(bridge: Bridge) -> None:
         created.update(await bridge.call("create_thread", title="Review the parser change", type="review",
                                          participants=list(AGENTS)))
 
-    previous = {k: os.environ.get(k) for k in ("ORKIVA_URL", "ORKIVA_TOKEN")}
-    os.environ.update(ORKIVA_URL=base_url, ORKIVA_TOKEN=token_for(COORDINATOR))
-    try:
-        anyio.run(connect, run)
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    anyio.run(partial(connect, run, base_url=base_url, token=token_for(COORDINATOR)))
     return created["id"]
 
 
@@ -175,8 +141,8 @@ def report_for(pilot: Pilot) -> dict:
     return report["threads"][0]
 
 
-def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path, settings):
-    with running_pilot(tmp_path, settings) as pilot:
+def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path, tmux_server):
+    with running_pilot(tmp_path, tmux_server) as pilot:
         executioner = pilot.launch("executioner")
         pilot.wait(lambda: Message.objects.filter(thread_id=pilot.thread_id, kind="message").exists(),
                    what="the executioner's work", panes=(executioner,))
@@ -204,8 +170,8 @@ def test_the_reviewer_is_woken_through_its_pane_and_the_thread_resolves(tmp_path
     assert row["wakes"]["latency_seconds_by_path"]["inject"]["count"] >= 1
 
 
-def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_path, settings):
-    with running_pilot(tmp_path, settings) as pilot:
+def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_path, tmux_server):
+    with running_pilot(tmp_path, tmux_server) as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer")
         panes = (executioner, reviewer)
@@ -226,8 +192,8 @@ def test_a_reviewer_whose_pane_is_gone_is_resumed_with_codex_exec_resume(tmp_pat
     assert_no_human_relay(pilot.thread_id)
 
 
-def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_summary(tmp_path, settings):
-    with running_pilot(tmp_path, settings, ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS="2", PILOT_FIX_DELAY="5") as pilot:
+def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_summary(tmp_path, tmux_server):
+    with running_pilot(tmp_path, tmux_server, ORKIVA_WAKE_STALE_HEARTBEAT_SECONDS="2", PILOT_FIX_DELAY="5") as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer")
         panes = (executioner, reviewer)
@@ -247,8 +213,8 @@ def test_a_stale_reviewer_session_is_replaced_by_a_fresh_one_seeded_with_the_sum
     assert_no_human_relay(pilot.thread_id)
 
 
-def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblocks(tmp_path, settings):
-    with running_pilot(tmp_path, settings) as pilot:
+def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblocks(tmp_path, tmux_server):
+    with running_pilot(tmp_path, tmux_server) as pilot:
         executioner = pilot.launch("executioner")
         reviewer = pilot.launch("reviewer", "--stubborn", "2")
         panes = (executioner, reviewer)

@@ -2,10 +2,6 @@
 `manage.py qcluster` waking a dormant reviewer after a post."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,7 +12,7 @@ from supervisor import reasons, tmux
 from supervisor.models import WakeRequest
 from supervisor.presenters import wake_json
 from supervisor.services import wake_advance, wake_trigger
-from tests.live import MANAGE, REPO, bridge_server, subprocess_env
+from tests.live import bridge_server, qcluster, subprocess_env
 from tests.supervisor.conftest import agent_lines, launch_stand_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,33 +43,20 @@ def test_qcluster_wakes_a_dormant_reviewer_after_a_post(tmp_path, tmux_server, t
         ORKIVA_TMUX_SOCKET=tmux_server.socket_name, ORKIVA_TMUX_CONFIG="/dev/null", ORKIVA_SUPERVISOR_HOST="test-host",
         ORKIVA_Q_POLL="0.1", ORKIVA_Q_WORKERS="1", ORKIVA_WAKE_ACK_TIMEOUT_SECONDS="30",
     )
-    cluster_log = open(tmp_path / "qcluster.log", "w")
-    cluster = subprocess.Popen(
-        [sys.executable, MANAGE, "qcluster"], cwd=REPO, env=env, stdout=cluster_log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with qcluster(tmp_path, env=env) as cluster:
         message_post(actor=executioner, thread_id=thread.pk, body="Ready for review: PR #12", kind="message")
         wake = WakeRequest.objects.get(agent_id="reviewer")
         assert wake.source == "auto" and wake.requested_by == "executioner"
         assert not WakeRequest.objects.filter(agent_id="executioner").exists()  # never the sender
         deadline = time.monotonic() + 45
         while wake.prompt not in tmux.capture(launched.runtime.pty_target):
-            assert cluster.poll() is None, (tmp_path / "qcluster.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "qcluster.log").read_text()
+            cluster.assert_running()
+            assert time.monotonic() < deadline, cluster.log()
             time.sleep(0.1)
         # The pane echoes the text as it is typed; the agent reads the line once Enter follows it.
         assert wait_for(lambda: agent_lines(log), what="the agent reading its pane") == [wake.prompt]
         wake = wait_for(lambda: _reloaded_if(wake, reasons.AWAITING_ACK), what="awaiting_ack", timeout=10)
         assert [s["reason_code"] for s in wake_json(wake)["trace"]["steps"]] == ["wake_created", "injected"]
-    finally:
-        cluster.send_signal(signal.SIGTERM)  # the cluster stops its own workers
-        try:
-            cluster.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait()
-        cluster_log.close()
 
 
 def _reloaded_if(wake, status):
