@@ -24,7 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from orkiva.context import bind_caller, bind_operation
-from orkiva.errors import render_domain_error, report_error, to_domain_error
+from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
 from orkiva.mcp.calls import McpCaller, bind_mcp_caller, reset_mcp_caller
 from orkiva.mcp.server import build_server
 from policy.identity import Actor
@@ -156,6 +156,13 @@ def adapter() -> McpAdapter:
 def mcp_view(request: HttpRequest) -> HttpResponse:
     """/v1/mcp: verify the bearer token (REST's verifier, REST's 401), then let the SDK answer."""
     bind_operation("mcp")  # each tool names itself once the SDK dispatches the call
+    if request.method != "POST":
+        # Stateless and JSON-only: no server-sent event stream to GET, no session to DELETE. Handed
+        # to the SDK, a GET would open a stream that never ends and hold this worker thread for good.
+        err = DomainError("The MCP endpoint answers POST only.", code="method_not_allowed", status=405,
+                          headers={"Allow": "POST"})
+        report_error(err)
+        return JsonResponse(render_domain_error(err), status=err.status, headers=err.headers)
     try:
         actor = verify_token(bearer_from_header(request.headers.get("Authorization")))
         body = request.body  # past DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig, 413 like REST

@@ -321,3 +321,19 @@ def test_host_and_origin_protection(tmp_path, coordinator):
     assert foreign_host.status_code == 400  # Django's ALLOWED_HOSTS, before MCP is reached
     assert foreign_origin.status_code == 403
     assert own_origin.status_code == 200
+
+
+def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordinator):
+    """A client that opens the optional SSE stream (GET) or ends its session (DELETE) gets 405, not
+    a stream that never ends: ten GETs on gunicorn's 2x4 threads leave every thread free."""
+    headers = {"Authorization": f"Bearer {token_for(coordinator)}", "Accept": "text/event-stream"}
+    with bridge_server(tmp_path, server="gunicorn", workers=2) as bridge:
+        url = f"{bridge.base_url}/v1/mcp"
+        gets = [httpx.get(url, headers=headers, timeout=10) for _ in range(10)]
+        delete = httpx.delete(url, headers=headers, timeout=10)
+        alive = httpx.get(f"{bridge.base_url}/healthz", timeout=10)
+    for response in [*gets, delete]:
+        assert response.status_code == 405 and response.headers["Allow"] == "POST"
+        body = response.json()
+        assert body["error"]["code"] == "method_not_allowed" and body["request_id"]
+    assert alive.status_code == 200
