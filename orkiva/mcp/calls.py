@@ -36,7 +36,8 @@ from orkiva.context import (
     new_request_id,
     reset_request_id,
 )
-from orkiva.errors import DomainError, ValidationFailed, render_domain_error, report_error, to_domain_error
+from orkiva.api_base import MAX_BIGINT
+from orkiva.errors import DomainError, NotFound, ValidationFailed, render_domain_error, report_error, to_domain_error
 from policy.identity import Actor
 from policy.services import check_payload_identity
 
@@ -115,18 +116,54 @@ def failure(err: DomainError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
 
 
-def invalid_arguments(name: str, exc: ValidationError) -> CallToolResult:
-    """Arguments that fail a tool's input schema (the SDK checks them before the tool runs): the
-    same `validation_error` body REST answers, with each field's problem and the request id. The
-    rejected values are the caller's data and are not echoed."""
+def invalid_arguments(name: str, fields: dict[str, str]) -> CallToolResult:
+    """Arguments refused before the tool runs (the input schema, or values no database stores):
+    the same `validation_error` body REST answers, with each field's problem and the request id.
+    The rejected values are the caller's data and are not echoed."""
     if current_request_id() is None:  # stdio
         with _standalone_call():
-            return invalid_arguments(name, exc)
+            return invalid_arguments(name, fields)
     bind_operation(name)
-    fields = {".".join(str(part) for part in error["loc"]) or "arguments": error["msg"] for error in exc.errors()}
     err = ValidationFailed(f"The arguments of {name} are not valid.", details={"fields": fields})
     report_error(err)  # counted and logged like every refusal; nothing to audit
     return failure(err)
+
+
+def unknown_tool(name: str) -> CallToolResult:
+    """A call of a tool this server does not have (tools/list names them all)."""
+    if current_request_id() is None:  # stdio
+        with _standalone_call():
+            return unknown_tool(name)
+    err = NotFound("No such tool; tools/list names them.", code="unknown_tool", details={"tool": name[:100]})
+    report_error(err)
+    return failure(err)
+
+
+def schema_problems(exc: ValidationError) -> dict[str, str]:
+    return {".".join(str(part) for part in error["loc"]) or "arguments": error["msg"] for error in exc.errors()}
+
+
+def unstorable_arguments(arguments: Any, path: str = "") -> dict[str, str]:
+    """What REST's input fields refuse and the schema lets through: NUL and lone surrogates in text
+    (PostgreSQL stores neither), integers past a 64-bit column. Field path -> problem."""
+    problems: dict[str, str] = {}
+    if isinstance(arguments, dict):
+        for key, value in arguments.items():
+            problems.update(unstorable_arguments(value, f"{path}.{key}" if path else str(key)))
+    elif isinstance(arguments, list):
+        for index, value in enumerate(arguments):
+            problems.update(unstorable_arguments(value, f"{path}.{index}"))
+    elif isinstance(arguments, str):
+        if "\x00" in arguments:
+            problems[path] = "Null characters are not allowed."
+        else:
+            try:
+                arguments.encode("utf-8")
+            except UnicodeEncodeError:
+                problems[path] = "Text must be valid Unicode (no lone surrogates)."
+    elif isinstance(arguments, int) and not isinstance(arguments, bool) and abs(arguments) > MAX_BIGINT:
+        problems[path] = f"Ensure this value is at most {MAX_BIGINT}."
+    return problems
 
 
 async def run_tool(

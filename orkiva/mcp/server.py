@@ -22,7 +22,9 @@ from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
 from orkiva.mcp import schemas
-from orkiva.mcp.calls import invalid_arguments, run_steps, run_tool
+from orkiva.mcp.calls import (
+    internal_error, invalid_arguments, run_steps, run_tool, schema_problems, unknown_tool, unstorable_arguments,
+)
 from orkiva.mcp.waiting import watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import IDENTIFIER_HELP, Actor
@@ -84,15 +86,23 @@ def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int |
 
 
 class OrkivaMCPServer(MCPServer):
-    """The SDK's server, with schema-level argument errors answered in our error contract."""
+    """The SDK's server, with every failure it raises itself answered in our error contract: bad
+    arguments as `validation_error`, an unknown tool as `unknown_tool`, a crash as internal_error."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
+        if self._tool_manager.get_tool(name) is None:
+            return unknown_tool(name)
+        problems = unstorable_arguments(arguments)
+        if problems:
+            return invalid_arguments(name, problems)
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            raise internal_error(name) from exc
         except ToolError as exc:
-            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+            if not isinstance(exc.__cause__, ValidationError):
                 raise
-            return invalid_arguments(name, exc.__cause__)
+            return invalid_arguments(name, schema_problems(exc.__cause__))
 
 
 def build_server() -> MCPServer:

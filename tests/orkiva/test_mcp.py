@@ -203,11 +203,18 @@ def test_arguments_that_break_the_input_schema_get_the_rest_error_body(tmp_path,
                     "post_message", {"thread_id": tid, "body": "hi", "in_reply_to": "the first one"}))
                 missing = failed(await ex.call_tool("post_message", {"thread_id": tid}))
                 bad_kind = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "hi", "kind": "rant"}))
-                return wrong_type, missing, bad_kind
+                nul = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "a\x00b"}))
+                huge = failed(await ex.call_tool("read_messages", {"thread_id": tid, "after_seq": 2**70}))
+                unknown = failed(await ex.call_tool("delete_everything", {}))
+                return wrong_type, missing, bad_kind, nul, huge, unknown
 
-        wrong_type, missing, bad_kind = asyncio.run(scenario())
+        wrong_type, missing, bad_kind, nul, huge, unknown = asyncio.run(scenario())
         log = bridge.log()
-    for body in (wrong_type, missing, bad_kind):
+    assert unknown["error"]["code"] == "unknown_tool" and unknown["request_id"] in log
+    # what PostgreSQL cannot store is refused like REST refuses it, not a crash
+    assert nul["error"]["details"]["fields"] == {"body": "Null characters are not allowed."}
+    assert set(huge["error"]["details"]["fields"]) == {"after_seq"}
+    for body in (wrong_type, missing, bad_kind, nul, huge):
         assert body["error"]["code"] == "validation_error" and body["request_id"]
         assert body["request_id"] in log  # the refusal is logged under the id the client got
     assert set(wrong_type["error"]["details"]["fields"]) == {"in_reply_to"}
