@@ -899,11 +899,13 @@ def _step_spawn(wake: WakeRequest, step: _Step, now: datetime) -> None:
 
 
 @transaction.atomic
-@transaction.atomic
 def _apply(wake: WakeRequest, step: _Step, now: datetime) -> None:
-    """Write a step's outcome: the row, its attempts and audit rows, the new session; release the lease.
-    An operator's cancel during the step wins: what the step did is recorded, the status stays."""
+    """Write a step's outcome: the fields the step changed, its attempts and audit rows, the new
+    session; release the lease. What an operator changed meanwhile stays (a force, a reason), and
+    an operator's cancel wins: what the step did is recorded, the status stays."""
     current = WakeRequest.objects.select_for_update().filter(pk=wake.pk).values_list("status", flat=True).first()
+    if current is None:  # the wake (or its thread) is gone
+        return
     if current == reasons.CANCELLED:
         wake.status = current
         WakeRequest.objects.filter(pk=wake.pk).update(lease_until=None)  # a spawned session is still real
@@ -911,7 +913,7 @@ def _apply(wake: WakeRequest, step: _Step, now: datetime) -> None:
         for name, value in step.changes.items():
             setattr(wake, name, value)
         wake.lease_until, wake.updated_at = None, timezone.now() if now is None else now
-        wake.save()
+        wake.save(update_fields=[*step.changes, "lease_until", "updated_at"])
     for a in step.attempts:
         _attempt(wake, step=a["step"], outcome=a["outcome"], reason_code=a["reason_code"], now=now,
                  detail=a["detail"], started=a["started"])

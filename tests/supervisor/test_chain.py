@@ -287,3 +287,21 @@ def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, t
     # and the chain never runs it again
     again, ran = wake_advance(wake_id=wake.pk, now=clock.advance(600))
     assert ran is False and again.status == reasons.CANCELLED
+
+
+def test_a_force_given_while_a_step_runs_is_not_undone_by_the_step(tmp_path, thread, coordinator, tmux_server,
+                                                                   fast_wakes, clock):
+    from supervisor.services import _apply, _Step
+
+    launch_stand_in(agent_id="reviewer", log=tmp_path / "agent.jsonl", ack=False)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock,
+                 until=lambda w: w.status == reasons.AWAITING_ACK)
+    running = WakeRequest.objects.get(pk=wake.pk)  # a worker's copy, loaded before the operator acts
+    forced = wake_trigger(actor=operator(), thread_id=thread.pk, agent_id="reviewer", reason="urgent", force=True)
+    assert forced.pk == wake.pk and forced.force  # collapsed onto the running wake, now forced
+    step = _Step()
+    step.changes.update(next_attempt_at=clock.advance(2))  # the step's own outcome: poll again later
+    _apply(running, step, clock.now)
+    fresh = WakeRequest.objects.get(pk=wake.pk)
+    assert fresh.force is True and fresh.reason == "urgent"
+    assert fresh.next_attempt_at == clock.now and fresh.lease_until is None
