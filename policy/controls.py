@@ -53,9 +53,11 @@ def _upsert_sql(rows: int) -> str:
 
 
 def rate_keys(*, actor: Actor, thread: Thread) -> dict[str, str]:
+    # "|" is in no identifier (policy.identity): workspace "a:b" with agent "c" and workspace "a"
+    # with agent "b:c" must not share a counter.
     return {
-        SCOPE_THREAD: f"thread:{thread.pk}:{actor.agent_id}",
-        SCOPE_WORKSPACE: f"workspace:{thread.workspace_id}:{actor.agent_id}",
+        SCOPE_THREAD: f"thread|{thread.pk}|{actor.agent_id}",
+        SCOPE_WORKSPACE: f"workspace|{thread.workspace_id}|{actor.agent_id}",
     }
 
 

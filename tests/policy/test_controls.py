@@ -71,7 +71,7 @@ def test_a_refused_post_does_not_count_and_the_next_window_starts_over(settings,
         with pytest.raises(RateLimited):
             post(executioner, thread)
     post(reviewer, thread)  # another agent has its own count
-    key = f"thread:{thread.pk}:executioner"
+    key = f"thread|{thread.pk}|executioner"
     assert RateCounter.objects.get(key=key).count == 2  # the refusals rolled back with their posts
     # One second before the window ends: Retry-After 1. At its end: a fresh window.
     with pytest.raises(RateLimited) as exc:
@@ -79,6 +79,16 @@ def test_a_refused_post_does_not_count_and_the_next_window_starts_over(settings,
     assert exc.value.headers["Retry-After"] == "1"
     post(executioner, thread, now=WINDOW_START + timedelta(seconds=60))
     assert RateCounter.objects.get(key=key).count == 1
+
+
+def test_identifiers_with_colons_do_not_share_a_counter():
+    from policy.controls import SCOPE_WORKSPACE, rate_keys
+
+    one = rate_keys(actor=Actor(agent_id="c", workspace_id="a:b", role="participant", session_id="s"),
+                    thread=Thread(workspace_id="a:b"))
+    two = rate_keys(actor=Actor(agent_id="b:c", workspace_id="a", role="participant", session_id="s"),
+                    thread=Thread(workspace_id="a"))
+    assert one[SCOPE_WORKSPACE] != two[SCOPE_WORKSPACE]
 
 
 @pytest.mark.parametrize("posts, refused", [(3, False), (4, False), (5, True)], ids=["below", "at", "above"])
