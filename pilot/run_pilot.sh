@@ -25,8 +25,9 @@ URL=${ORKIVA_PUBLIC_URL:-http://127.0.0.1:8000}
 FIX_DELAY=${FIX_DELAY:-8}
 json_field() { "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
+# The coordinator's token outlives the run, an operator's unblock included.
 TOKEN=$("$PYTHON" manage.py orkiva_issue_token --agent-id coordinator --workspace-id "$WORKSPACE" \
-    --role coordinator --session-id pilot-coordinator --json | json_field '["token"]')
+    --role coordinator --session-id pilot-coordinator --ttl $((TIMEOUT + 600)) --json | json_field '["token"]')
 THREAD=$(curl -sf -X POST "$URL/v1/threads" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d '{"title": "Pilot: review the parser change", "type": "review", "participants": ["executioner", "reviewer"]}' \
     | json_field '["id"]')
@@ -45,7 +46,9 @@ deadline=$((SECONDS + TIMEOUT))
 status=open
 told=
 while [ "$SECONDS" -lt "$deadline" ]; do
-    status=$(curl -sf "$URL/v1/threads/$THREAD" -H "Authorization: Bearer $TOKEN" | json_field '["status"]')
+    # A bridge restart or a blip is not the end of the pilot: try again.
+    status=$(curl -sf "$URL/v1/threads/$THREAD" -H "Authorization: Bearer $TOKEN" | json_field '["status"]') \
+        || { sleep 2; continue; }
     case "$status" in
         resolved|closed) break ;;
         blocked)

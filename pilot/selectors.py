@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,13 +137,21 @@ def _wake_summary(wakes: list[WakeRequest]) -> dict[str, Any]:
     }
 
 
+def _thread_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationFailed("--thread takes thread ids (UUIDs).", code="usage_error",
+                               details={"thread": str(value)}) from None
+
+
 def pilot_report(
     *, workspace_id: str, thread_ids: list[str] | None = None, since: datetime | None = None
 ) -> dict[str, Any]:
     """The report for a workspace's threads (all, or `thread_ids`; created at or after `since`)."""
     threads_qs = Thread.objects.filter(workspace_id=workspace_id)
     if thread_ids:
-        threads_qs = threads_qs.filter(pk__in=thread_ids)
+        threads_qs = threads_qs.filter(pk__in=[_thread_uuid(t) for t in thread_ids])
     if since is not None:
         threads_qs = threads_qs.filter(created_at__gte=since)
     threads = list(threads_qs.order_by("created_at", "pk"))

@@ -52,6 +52,8 @@ def escalation_list(
     limit: int = DEFAULT_LIMIT,
 ) -> list[Escalation]:
     """Escalations, newest first (open ones by default)."""
+    if thread_id:
+        thread_workspace(thread_id)  # a mistyped id is thread_not_found, not "no filter"
     filters = {"status": status, "workspace_id": workspace_id, "reason_code": reason_code,
                "thread_id": _uuid_or_none(thread_id) if thread_id else None}
     queryset = Escalation.objects.filter(**_given(filters))

@@ -176,6 +176,8 @@ def test_the_commands_end_to_end(tmp_path, thread, coordinator, executioner, rev
 
     code, body = run_manage_json("orkiva_pilot_report", "--workspace-id", "ws-main", "--baseline", str(tmp_path / "x"))
     assert code == 2 and body["error"]["code"] == "baseline_not_found"
+    code, body = run_manage_json("orkiva_pilot_report", "--workspace-id", "ws-main", "--thread", "not-a-uuid")
+    assert code == 2 and body["error"]["code"] == "usage_error"
     code, body = run_manage_json("orkiva_pilot_report", "--workspace-id", "ws-main", "--since", "yesterday")
     assert code == 2 and body["error"]["code"] == "usage_error"
 

@@ -147,6 +147,7 @@ def test_mutating_commands_refuse_without_a_reason_and_change_nothing(thread, ex
         (("orkiva_inspect", "thread", "9b2f5c1e-0000-4000-8000-000000000000"), 3, "thread_not_found"),
         (("orkiva_inspect", "thread"), 2, "usage_error"),
         (("orkiva_inspect", "escalation", "999999"), 3, "escalation_not_found"),
+        (("orkiva_inspect", "escalations", "--thread-id", "typo"), 3, "thread_not_found"),  # not "every thread"
         (("orkiva_inspect", "wake", "not-a-wake"), 3, "wake_not_found"),
         (("orkiva_inspect", "agent", "ghost", "--workspace-id", "ws-main"), 3, "agent_not_found"),
         (("orkiva_inspect", "agent", "executioner"), 2, "usage_error"),
