@@ -91,10 +91,16 @@ class ReplyEffect:
 
     target_pk: int
     new_state: str
+    target_sender: str
 
     @property
     def settles(self) -> bool:
         return self.new_state in kinds.SETTLED_STATES
+
+    def is_progress_by(self, replier: str) -> bool:
+        """Settling another agent's item is progress; settling one's own (ask, then answer it) is
+        not, or one agent alone could keep a loop from ever tripping the controls."""
+        return self.settles and self.target_sender != replier
 
 
 def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: int | None,
@@ -135,13 +141,13 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
 def _reply_effect(*, thread: Thread, target_seq: int | None, reply_kind: str) -> ReplyEffect | None:
     if target_seq is None:
         return None
-    target = Message.objects.filter(thread=thread, seq=target_seq).only("kind", "item_state").first()
+    target = Message.objects.filter(thread=thread, seq=target_seq).only("kind", "item_state", "sender").first()
     if target is None:
         return None
     new_state = kinds.REPLY_EFFECTS.get((target.kind, reply_kind))
     # A settled item stays settled: a late fix does not reopen a resolved finding.
     if new_state and target.item_state in kinds.UNSETTLED_STATES and target.item_state != new_state:
-        return ReplyEffect(target_pk=target.pk, new_state=new_state)
+        return ReplyEffect(target_pk=target.pk, new_state=new_state, target_sender=target.sender)
     return None
 
 
@@ -195,7 +201,7 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
     moment = now or timezone.now()
     controls.check_rate_limit(actor=actor, thread=thread, now=moment)
     effect = _reply_effect(thread=thread, target_seq=in_reply_to, reply_kind=kind)
-    progress = effect is not None and effect.settles
+    progress = effect is not None and effect.is_progress_by(actor.agent_id)
     turns_before = thread.turns_since_progress
     message = _append(
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,

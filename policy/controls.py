@@ -3,9 +3,10 @@
 - Rate limits: posts per agent per thread and per agent per workspace in fixed windows, counted
   by one atomic UPSERT in the database (so every bridge process shares them). A refused post
   rolls back with its transaction, so refusals do not count against the window.
-- Loop controls: `Thread.turns_since_progress` counts posts since the last progress (a status
-  change, or a reply that settles an open item: a `resolution` to a finding, an `answer` to a
-  question). At the loop threshold an escalation opens; at the no-progress limit the thread is
+- Loop controls: `Thread.turns_since_progress` counts posts since the last progress: a status
+  change that settles the work (to resolved or closed) or comes from a coordinator or operator,
+  or a reply that settles another agent's open item (a `resolution` to a finding, an `answer`
+  to a question). At the loop threshold an escalation opens; at the no-progress limit the thread is
   blocked. The n-th finding with the same normalized body (since the thread last left `blocked`)
   blocks it too. The post that reaches a limit is stored; the thread blocks after it, so the
   next post gets 409 thread_blocked.

@@ -112,17 +112,20 @@ def _audit_escalation(*, actor: Actor, escalation: Escalation, action: str, reas
 
 
 def escalations_after_transition(
-    *, actor: Actor, thread: Thread, old: str, new: str, reason: str, now: datetime
+    *, actor: Actor, thread: Thread, old: str, new: str, reason: str, now: datetime, progress: bool
 ) -> list[Escalation]:
-    """A status change is progress: it ends a loop escalation. Leaving `blocked` (someone with
-    authority let the thread continue) or closing the thread ends every open escalation."""
+    """A move that is progress (threads.services.is_progress_move) ends a loop escalation.
+    Leaving `blocked` (someone with authority let the thread continue) or closing the thread
+    ends every open escalation."""
     if new == transitions.BLOCKED:
         return []
     if new == transitions.CLOSED or old == transitions.BLOCKED:
         codes = None
         code = "thread_closed" if new == transitions.CLOSED else "thread_unblocked"
-    else:
+    elif progress:
         codes, code = (LOOP_THRESHOLD,), "progress"
+    else:
+        return []
     return escalations_resolve(
         actor=actor,
         thread=thread,

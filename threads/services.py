@@ -12,7 +12,7 @@ from messaging.services import cursors_create, status_message_append
 from orkiva.errors import Conflict, Forbidden, ValidationFailed
 from policy.audit import audit_record
 from policy.escalations import escalations_after_transition
-from policy.identity import IDENTIFIER_HELP, ROLE_PARTICIPANT, Actor, is_identifier
+from policy.identity import IDENTIFIER_HELP, ROLE_COORDINATOR, ROLE_OPERATOR, ROLE_PARTICIPANT, Actor, is_identifier
 from policy.models import Escalation
 from policy.roles import Op, authorize
 from threads import transitions
@@ -135,18 +135,25 @@ def thread_transition(
 def thread_transition_locked(
     *, actor: Actor, thread: Thread, status: str, reason: str = "", reason_code: str = "", now: datetime | None = None
 ) -> list[Escalation]:
-    """Check and make the move on a thread whose lock the caller holds. A status change is
-    progress: it resets the loop counters and resolves the escalations it ends (returned)."""
+    """Check and make the move on a thread whose lock the caller holds; resolve the escalations
+    it ends (returned). A move is progress, resetting the loop counters, when it settles the work
+    (to resolved or closed) or comes from a coordinator or an operator: participants toggling
+    active and disputed would otherwise keep a loop from ever tripping the controls."""
     check_transition(actor=actor, thread=thread, target=status, reason=reason)
     moment = now or timezone.now()
     old = thread.status
+    progress = is_progress_move(actor=actor, target=status)
     thread_status_apply(
         actor=actor, thread=thread, status=status, reason=reason.strip(), reason_code=reason_code, now=moment,
-        reset_progress=True,
+        reset_progress=progress,
     )
     return escalations_after_transition(
-        actor=actor, thread=thread, old=old, new=status, reason=reason.strip(), now=moment
+        actor=actor, thread=thread, old=old, new=status, reason=reason.strip(), now=moment, progress=progress
     )
+
+
+def is_progress_move(*, actor: Actor, target: str) -> bool:
+    return target in (transitions.RESOLVED, transitions.CLOSED) or actor.role in (ROLE_COORDINATOR, ROLE_OPERATOR)
 
 
 def thread_status_apply(

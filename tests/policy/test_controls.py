@@ -162,7 +162,7 @@ def test_loop_threshold_opens_one_escalation(thread, executioner, reviewer, turn
 
 @pytest.mark.parametrize(
     "progress",
-    ["resolution_to_finding", "answer_to_question", "status_change"],
+    ["resolution_to_finding", "answer_to_question", "coordinator_status_change", "resolved_by_participant"],
 )
 def test_progress_resets_the_count_and_resolves_the_loop_escalation(thread, coordinator, executioner, reviewer,
                                                                    progress):
@@ -170,10 +170,13 @@ def test_progress_resets_the_count_and_resolves_the_loop_escalation(thread, coor
         item = post(reviewer, thread, "the parser drops the last line", kind="finding")
     elif progress == "answer_to_question":
         item = post(reviewer, thread, "which encoding?", kind="question")
-    ping_pong(thread, (executioner, reviewer), 11 if progress == "status_change" else 10)
+    status_change = progress in ("coordinator_status_change", "resolved_by_participant")
+    ping_pong(thread, (executioner, reviewer), 11 if status_change else 10)
     escalation = Escalation.objects.get(thread=thread)
-    if progress == "status_change":
-        thread_transition(actor=executioner, thread_id=thread.pk, status="active", reason="working on it")
+    if progress == "coordinator_status_change":
+        thread_transition(actor=coordinator, thread_id=thread.pk, status="active", reason="refocus: parser first")
+    elif progress == "resolved_by_participant":
+        thread_transition(actor=executioner, thread_id=thread.pk, status="resolved", reason="all fixed")
     else:
         kind = "resolution" if progress == "resolution_to_finding" else "answer"
         post(executioner, thread, "done", kind=kind, in_reply_to=item.seq)
@@ -182,6 +185,27 @@ def test_progress_resets_the_count_and_resolves_the_loop_escalation(thread, coor
     escalation.refresh_from_db()
     assert (escalation.status, escalation.resolution_code) == ("resolved", "progress")
     assert AuditEvent.objects.filter(action="escalation.resolve", target_id=str(escalation.pk)).count() == 1
+
+
+@pytest.mark.parametrize("dodge", ["toggle_active_disputed", "answer_own_question"])
+def test_agents_cannot_dodge_the_loop_controls(thread, executioner, reviewer, dodge):
+    """Participants flipping the status back and forth, or an agent settling its own question,
+    would reset the counters forever: neither is progress, so the loop is still blocked at 20."""
+    ping_pong(thread, (executioner, reviewer), 15)
+    if dodge == "toggle_active_disputed":
+        thread_transition(actor=executioner, thread_id=thread.pk, status="active", reason="on it")
+        thread_transition(actor=reviewer, thread_id=thread.pk, status="disputed", reason="no")
+        thread_transition(actor=executioner, thread_id=thread.pk, status="active", reason="yes")
+    else:
+        question = post(executioner, thread, "is this fine?", kind="question")
+        post(executioner, thread, "yes it is", kind="answer", in_reply_to=question.seq)
+    thread.refresh_from_db()
+    # not reset: status messages are not turns; the question and its answer are two more
+    assert thread.turns_since_progress == (15 if dodge == "toggle_active_disputed" else 17)
+    assert Escalation.objects.get(thread=thread, reason_code="loop_threshold").status == "open"
+    ping_pong(thread, (executioner, reviewer), 20 - thread.turns_since_progress)
+    thread.refresh_from_db()
+    assert (thread.status, thread.status_reason_code) == ("blocked", "no_progress")
 
 
 def test_a_fix_is_not_progress(thread, executioner, reviewer):
