@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
@@ -26,6 +27,7 @@ from django.db import close_old_connections
 from orkiva import observability
 
 T = TypeVar("T")
+logger = structlog.get_logger("orkiva.mcp")
 
 
 def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -91,13 +93,19 @@ class ThreadWatcher:
         while self._waiters:
             watched = list(self._waiters)
             self.checks += 1
-            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
+            try:
+                seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
+            except Exception:
+                # The database is unreachable (a failover, say). Wake the waiters: their own read
+                # answers them (with the data, or the failure), and the watcher keeps going.
+                logger.warning("mcp_watcher_check_failed", watched=len(watched), exc_info=True)
+                seqs = None
             # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
             for thread_id in watched:
                 entries = self._waiters.get(thread_id, [])
-                last_seq = seqs.get(thread_id)
+                last_seq = seqs.get(thread_id) if seqs is not None else None
                 for after_seq, future in entries:
-                    # A vanished thread wakes its waiters too: their next read reports it.
+                    # A vanished thread (or a failed check) wakes its waiters too: their next read reports it.
                     if (last_seq is None or last_seq > after_seq) and not future.done():
                         future.set_result(True)
             try:

@@ -88,3 +88,36 @@ def test_the_watcher_wakes_only_threads_that_moved(coordinator, executioner):
     results, still_waiting = asyncio.run(scenario())
     assert results == [False, False, True]
     assert still_waiting == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_check_wakes_the_waiters_and_the_watcher_keeps_going(monkeypatch, coordinator, executioner):
+    """The database cannot be failed over here, so its error is injected into the one query the
+    watcher makes; everything after it is real."""
+    from django.db import OperationalError
+
+    from orkiva.mcp import waiting
+
+    thread = ThreadFactory(coordinator=coordinator)
+    real_last_seqs, failures = waiting._last_seqs, []
+
+    def flaky(thread_ids):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_last_seqs(thread_ids)
+
+    monkeypatch.setattr(waiting, "_last_seqs", flaky)
+
+    async def scenario():
+        watcher = ThreadWatcher(poll_seconds=0.05)
+        during_outage = await watcher.wait(thread_id=thread.pk, after_seq=0, timeout=5)  # woken to re-read
+        later = asyncio.create_task(watcher.wait(thread_id=thread.pk, after_seq=0, timeout=10))
+        await asyncio.to_thread(post_and_disconnect, actor=executioner, thread_id=thread.pk, body="after")
+        woken_by_post = await later
+        await watcher.aclose()
+        return during_outage, woken_by_post
+
+    during_outage, woken_by_post = asyncio.run(scenario())
+    assert failures == [1]
+    assert during_outage is True and woken_by_post is True
