@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -117,8 +118,17 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
     try:
         yield url, process
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a process started with start_new_session=True; its whole group if it hangs."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def worker_statuses(master: subprocess.Popen) -> dict[int, str]:

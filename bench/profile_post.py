@@ -50,6 +50,12 @@ def main() -> None:
     print(f"queries per post ({len(queries.captured_queries)}):")
     for q in queries.captured_queries:
         print(f"  {q['sql'][:150]}")
+    t0, cpu0 = time.perf_counter(), common.process_cpu_seconds()
+    for i in range(args.posts):
+        post(i)
+    wall, cpu = time.perf_counter() - t0, common.process_cpu_seconds() - cpu0
+    print(f"\n{args.posts} posts without the profiler: {wall / args.posts * 1000:.2f} ms wall, "
+          f"{cpu / args.posts * 1000:.2f} ms CPU per post")
     profiler = cProfile.Profile()
     t0 = time.perf_counter()
     cpu0 = common.process_cpu_seconds()

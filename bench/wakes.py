@@ -1,8 +1,9 @@
 """Wake latency: from a committed post to the wake prompt in a dormant agent's tmux pane.
 
 A real bridge (gunicorn, infra config), a real `manage.py qcluster`, a private tmux server and one
-managed runtime (bench/wake_agent.py, launched like `orkiva_runtime launch` does) that stamps the
-moment each prompt line reaches it. For each of `--wakes` rounds: wait until the agent is idle,
+managed runtime (the tests' stand-in agent, tests/supervisor/bin/stand_in_agent.py, launched like
+`orkiva_runtime launch` does) that stamps the moment each prompt line reaches it, then heartbeats
+(the wake's acknowledgement). For each of `--wakes` rounds: wait until the agent is idle,
 post one message over REST as another participant, and time post-returned -> prompt read.
 No human is attached to the pane, so no wake meets a collision (deferral). Run by hand:
 
@@ -18,7 +19,6 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -86,8 +86,8 @@ def main() -> None:
             coordinator = Actor(agent_id="bench-coordinator", workspace_id=workspace, role="coordinator",
                                 session_id="bench")
             thread = thread_create(actor=coordinator, title="wake bench", type="bench", participants=[AGENT, SENDER])
-            command = shlex.join(["env", f"WAKE_AGENT_LOG={log}", sys.executable,
-                                  str(common.REPO / "bench" / "wake_agent.py")])
+            command = shlex.join(["env", f"STANDIN_LOG={log}", "STANDIN_ACK=1", sys.executable,
+                                  str(common.REPO / "tests" / "supervisor" / "bin" / "stand_in_agent.py")])
             runtime_launch(operator=operator, agent_id=AGENT, workspace_id=workspace, runtime_type="other",
                            command=command, reason="wake bench")
             import httpx
@@ -109,12 +109,7 @@ def main() -> None:
                           timeout=30, what=f"wake {i} acknowledged", interval=0.05)
             statuses = list(WakeRequest.objects.filter(thread_id=thread.pk).values_list("status", flat=True))
         finally:
-            cluster.send_signal(signal.SIGTERM)
-            try:
-                cluster.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(cluster.pid, signal.SIGKILL)
-                cluster.wait()
+            common.stop_process(cluster)
             cluster_log.close()
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
     row = {
