@@ -112,6 +112,7 @@ def main() -> None:
             common.stop_process(cluster)
             cluster_log.close()
             subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            Path(f"/tmp/tmux-{os.getuid()}", socket).unlink(missing_ok=True)  # kill-server leaves it behind
     row = {
         "wakes": len(latencies),
         "q_poll_s": float(args.q_poll),
