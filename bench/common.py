@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -84,18 +85,24 @@ def free_port() -> int:
 
 @contextmanager
 def bridge(workers: int | None = None, threads: int | None = None, extra_env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The bridge under gunicorn with infra/gunicorn.conf.py, as production runs it."""
+    """The bridge under gunicorn with infra/gunicorn.conf.py and ORKIVA_ENV=production, as production runs it."""
     import httpx
 
+    from django.conf import settings
+
     port = free_port()
-    env = {**POLICY_ENV, **os.environ, "DATABASE_URL": database_url(), **(extra_env or {})}
+    # Production settings (infra/orkiva.env): JSON request logs at INFO, written to the bridge log.
+    # The signing key is this process's, so the tokens it mints verify.
+    production = {"ORKIVA_ENV": "production", "ORKIVA_SIGNING_KEY": settings.ORKIVA_SIGNING_KEY}
+    env = {**POLICY_ENV, **os.environ, **production, "DATABASE_URL": database_url(), **(extra_env or {})}
     command = [sys.executable, "-m", "gunicorn", "orkiva.wsgi:application", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{port}"]
     if workers:
         command += ["--workers", str(workers)]
     if threads:
         command += ["--threads", str(threads)]
-    log = open(RESULTS / f"bridge-{port}.log", "w") if RESULTS.exists() else subprocess.DEVNULL
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log = open(RESULTS / f"bridge-{port}.log", "w")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -111,13 +118,22 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
     try:
         yield url, process
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
+        stop_process(process)
 
 
-def worker_peak_rss_kib(master: subprocess.Popen) -> dict[int, int]:
-    """Peak RSS (VmHWM) of each gunicorn worker under `master`."""
-    peaks: dict[int, int] = {}
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a process started with start_new_session=True; its whole group if it hangs."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def worker_statuses(master: subprocess.Popen) -> dict[int, str]:
+    """/proc/<pid>/status of each gunicorn worker under `master`."""
+    found: dict[int, str] = {}
     for child in Path("/proc").iterdir():
         if not child.name.isdigit():
             continue
@@ -125,10 +141,38 @@ def worker_peak_rss_kib(master: subprocess.Popen) -> dict[int, int]:
             status = (child / "status").read_text()
         except OSError:
             continue
+        if f"PPid:\t{master.pid}\n" in status:
+            found[int(child.name)] = status
+    return found
+
+
+def worker_peak_rss_kib(master: subprocess.Popen) -> dict[int, int]:
+    """Peak RSS (VmHWM) of each gunicorn worker under `master`."""
+    peaks: dict[int, int] = {}
+    for pid, status in worker_statuses(master).items():
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("PPid", "").strip() == str(master.pid) and "VmHWM" in fields:
-            peaks[int(child.name)] = int(fields["VmHWM"].split()[0])
+        if "VmHWM" in fields:
+            peaks[pid] = int(fields["VmHWM"].split()[0])
     return peaks
+
+
+def bridge_cpu_seconds(master: subprocess.Popen) -> float:
+    """User + system CPU seconds the bridge's workers have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in worker_statuses(master):
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this (bench client) process, all its threads."""
+    times = os.times()
+    return times.user + times.system
 
 
 def token(agent_id: str, workspace_id: str, role: str = "participant", ttl: int = 3600) -> str:

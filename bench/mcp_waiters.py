@@ -49,26 +49,8 @@ def db_connections() -> int:
 
 
 def worker_threads(master) -> int:
-    total = 0
-    for child in Path("/proc").iterdir():
-        if child.name.isdigit():
-            try:
-                status = (child / "status").read_text()
-            except OSError:
-                continue
-            if f"PPid:\t{master.pid}\n" in status:
-                total += int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
-    return total
-
-
-async def waiting_count(http, url: str) -> float:
-    found = re.search(r"^orkiva_mcp_waiters (\S+)$", (await http.get(f"{url}/metrics")).text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def call(thread_id: str, timeout: float) -> dict:
-    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "wait_for_messages", "arguments": {"thread_id": thread_id, "timeout_seconds": timeout}}}
+    statuses = common.worker_statuses(master).values()
+    return sum(int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1)) for status in statuses)
 
 
 async def run_waiters(url: str, master, count: int) -> dict:

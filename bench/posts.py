@@ -4,7 +4,13 @@ The ceiling is the same transaction a post makes (lock the thread row, bump last
 insert the message) issued straight through psycopg by the same number of clients, in
 the same run, on the same PostgreSQL. Run by hand:
 
-    .venv/bin/python bench/posts.py [--clients 1,8,32] [--seconds 10] [--threads 64]
+    .venv/bin/python bench/posts.py [--clients 1,8,32] [--seconds 10] [--threads 64] [--mcp-clients 1,8]
+
+Layouts: posts spread over 64 threads, and all on one hot thread. Then MCP post_message vs
+REST post_message (same bridge, same threads): the adapter's overhead as a latency ratio and
+as bridge CPU per call. Each row reports the CPU (in cores) the bench client and the bridge's
+workers used: the client shares the machine with the bridge and PostgreSQL. Ends with the
+peak RSS (VmHWM) of each bridge worker after the load.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/orkiva_bench).
 """
@@ -19,14 +25,7 @@ import uuid
 import common
 
 WORKSPACE = "bench"
-# Policy controls would (correctly) stop a benchmark that posts thousands of turns without progress.
-BRIDGE_ENV = {
-    "ORKIVA_RATE_LIMIT_THREAD": "100000000",
-    "ORKIVA_RATE_LIMIT_WORKSPACE": "100000000",
-    "ORKIVA_LOOP_THRESHOLD_TURNS": "100000000",
-    "ORKIVA_NO_PROGRESS_BLOCK_TURNS": "100000000",
-    "ORKIVA_LOG_LEVEL": "WARNING",
-}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
 
 
 def make_threads(count: int, agents: list[str]) -> list[str]:
@@ -90,8 +89,8 @@ def ceiling(clients: int, seconds: float, thread_ids: list[str]):
                         )
                         conn.execute(
                             "INSERT INTO messaging_message (thread_id, seq, sender, sender_ordinal, kind, body, "
-                            "in_reply_to, item_state, idempotency_key, request_hash, created_at) "
-                            "VALUES (%s, %s, %s, %s, 'message', %s, NULL, '', %s, '', now())",
+                            "in_reply_to, item_state, idempotency_key, request_hash, finding_fingerprint, created_at) "
+                            "VALUES (%s, %s, %s, %s, 'message', %s, NULL, '', %s, '', '', now())",
                             (tid, last_seq + 1, sender, (previous[0] if previous else 0) + 1,
                              "ceiling message body", uuid.uuid4().hex),
                         )
@@ -106,28 +105,62 @@ def ceiling(clients: int, seconds: float, thread_ids: list[str]):
 
 
 def rest(clients: int, seconds: float, thread_ids: list[str], url: str):
+    """POST /v1/threads/<id>/messages, one keep-alive connection per client."""
+
+    def request(tid: str) -> tuple[str, dict]:
+        return f"/v1/threads/{tid}/messages", {"body": "bench message body", "idempotency_key": uuid.uuid4().hex}
+
+    return _http_posts(clients, seconds, thread_ids, url, request, lambda r: r.status_code == 201, {})
+
+
+def mcp(clients: int, seconds: float, thread_ids: list[str], url: str):
+    """The same post through the MCP adapter: a tools/call of post_message on /v1/mcp."""
+
+    def request(tid: str) -> tuple[str, dict]:
+        arguments = {"thread_id": tid, "body": "bench message body", "idempotency_key": uuid.uuid4().hex}
+        return "/v1/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                           "params": {"name": "post_message", "arguments": arguments}}
+
+    def ok(response) -> bool:
+        return response.status_code == 200 and not response.json().get("result", {}).get("isError", True)
+
+    return _http_posts(clients, seconds, thread_ids, url, request, ok, MCP_HEADERS)
+
+
+def _http_posts(clients, seconds, thread_ids, url, request, ok, headers):
     import httpx
 
     tokens = [common.token(f"agent-{i}", WORKSPACE) for i in range(clients)]
 
     def work(index, stop_at, lat, errors):
-        headers = {"Authorization": f"Bearer {tokens[index]}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        auth = {**headers, "Authorization": f"Bearer {tokens[index]}"}
+        with httpx.Client(base_url=url, headers=auth, timeout=30) as client:
             while time.monotonic() < stop_at:
-                tid = random.choice(thread_ids)
+                path, payload = request(random.choice(thread_ids))
                 t0 = time.perf_counter()
-                response = client.post(
-                    f"/v1/threads/{tid}/messages",
-                    json={"body": "bench message body", "idempotency_key": uuid.uuid4().hex},
-                )
-                if response.status_code != 201:
+                response = client.post(path, json=payload)
+                elapsed = time.perf_counter() - t0
+                if not ok(response):
                     errors[index] += 1
                     if errors[index] == 1:
-                        print(f"rest client {index}: {response.status_code} {response.text[:200]}")
+                        print(f"client {index}: {response.status_code} {response.text[:200]}")
                     continue
-                lat.append(time.perf_counter() - t0)
+                lat.append(elapsed)
 
     return run_clients(clients, seconds, work)
+
+
+def _measured(phase, *args, master=None):
+    """Run a phase; add the CPU (in cores) the bench client and the bridge's workers took to its summary."""
+    client_before = common.process_cpu_seconds()
+    bridge_before = common.bridge_cpu_seconds(master) if master else 0.0
+    latencies, elapsed, errors = phase(*args)
+    summary = common.summarize(latencies, elapsed)
+    summary["errors"] = errors
+    summary["client_cpu"] = round((common.process_cpu_seconds() - client_before) / elapsed, 2)
+    if master:
+        summary["bridge_cpu"] = round((common.bridge_cpu_seconds(master) - bridge_before) / elapsed, 2)
+    return summary
 
 
 def main() -> None:
@@ -135,23 +168,25 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=64, help="threads to spread posts over")
+    parser.add_argument("--layouts", default="spread,hot", help="spread (over --threads threads), hot (one thread)")
+    parser.add_argument("--mcp-clients", default="1,8", help="client counts for MCP vs REST ('' to skip)")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: infra config)")
     parser.add_argument("--gthreads", type=int, default=None, help="gunicorn threads per worker")
     args = parser.parse_args()
     common.setup_django()
     client_counts = [int(c) for c in args.clients.split(",")]
-    agents = [f"agent-{i}" for i in range(max(client_counts))]
+    mcp_counts = [int(c) for c in args.mcp_clients.split(",") if c]
+    agents = [f"agent-{i}" for i in range(max(client_counts + mcp_counts))]
 
-    rows = []
-    with common.bridge(args.workers, args.gthreads, extra_env=BRIDGE_ENV) as (url, master):
-        for layout in ("spread", "hot"):
+    rows, mcp_rows = [], []
+    with common.bridge(args.workers, args.gthreads) as (url, master):
+        for layout in args.layouts.split(","):
             for clients in client_counts:
                 common.reset_tables()
                 spread = make_threads(args.threads, agents)
                 targets = spread if layout == "spread" else spread[:1]
-                c_lat, c_elapsed, c_err = ceiling(clients, args.seconds, targets)
-                r_lat, r_elapsed, r_err = rest(clients, args.seconds, targets, url)
-                c, r = common.summarize(c_lat, c_elapsed), common.summarize(r_lat, r_elapsed)
+                c = _measured(ceiling, clients, args.seconds, targets)
+                r = _measured(rest, clients, args.seconds, targets, url, master=master)
                 rows.append({
                     "layout": layout if layout == "hot" else f"{args.threads} threads",
                     "clients": clients,
@@ -162,13 +197,35 @@ def main() -> None:
                     "ceiling_p99_ms": c["p99_ms"],
                     "rest_p50_ms": r["p50_ms"],
                     "rest_p99_ms": r["p99_ms"],
-                    "errors": c_err + r_err,
+                    "client_cpu": r["client_cpu"],
+                    "bridge_cpu": r["bridge_cpu"],
+                    "errors": c["errors"] + r["errors"],
                 })
                 common.print_table("post_message: REST vs psycopg ceiling", rows[-1:])
+        for clients in mcp_counts:
+            common.reset_tables()
+            targets = make_threads(args.threads, agents)
+            r = _measured(rest, clients, args.seconds, targets, url, master=master)
+            m = _measured(mcp, clients, args.seconds, targets, url, master=master)
+            mcp_rows.append({
+                "clients": clients,
+                "rest_per_s": r["throughput_per_s"],
+                "mcp_per_s": m["throughput_per_s"],
+                "rest_p50_ms": r["p50_ms"],
+                "mcp_p50_ms": m["p50_ms"],
+                "mcp_over_rest_p50": round(m["p50_ms"] / r["p50_ms"], 2) if r["p50_ms"] else None,
+                "mcp_over_rest_cpu_per_call": round((m["bridge_cpu"] / m["throughput_per_s"])
+                                                    / (r["bridge_cpu"] / r["throughput_per_s"]), 2)
+                if m["throughput_per_s"] and r["throughput_per_s"] and r["bridge_cpu"] else None,
+                "errors": r["errors"] + m["errors"],
+            })
+            common.print_table("post_message: MCP vs REST", mcp_rows[-1:])
         rss = common.worker_peak_rss_kib(master)
     common.print_table("post_message: REST vs psycopg ceiling (all)", rows)
-    print(f"\npeak RSS of bridge workers (KiB): {rss}")
-    common.write_results("posts", {"seconds": args.seconds, "rows": rows, "worker_peak_rss_kib": rss})
+    common.print_table("post_message: MCP vs REST (all)", mcp_rows)
+    print(f"\npeak RSS of bridge workers (KiB, VmHWM): {rss}")
+    common.write_results("posts", {"seconds": args.seconds, "rows": rows, "mcp_rows": mcp_rows,
+                                   "worker_peak_rss_kib": rss})
 
 
 if __name__ == "__main__":

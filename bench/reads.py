@@ -32,9 +32,9 @@ def build_thread(length: int) -> str:
         cursor.execute(
             """
             INSERT INTO messaging_message (thread_id, seq, sender, sender_ordinal, kind, body, in_reply_to,
-                                           item_state, idempotency_key, request_hash, created_at)
+                                           item_state, idempotency_key, request_hash, finding_fingerprint, created_at)
             SELECT %s, s, CASE WHEN s %% 2 = 0 THEN 'reader' ELSE 'writer' END, (s + 1) / 2,
-                   'message', 'message body number ' || s, NULL, '', NULL, '', now()
+                   'message', 'message body number ' || s, NULL, '', NULL, '', '', now()
             FROM generate_series(1, %s) AS s
             """,
             [thread.pk, length],

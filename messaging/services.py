@@ -211,16 +211,17 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
     # The post is stored; a control reached by it escalates or blocks the thread in this transaction.
     controls.post_controls_apply(thread=thread, message=message, progress=progress, turns_before=turns_before,
                                  now=moment)
-    _auto_wake_on_commit(thread_id=thread.pk, sender=actor.agent_id)
+    _auto_wake_on_commit(thread=thread, sender=actor.agent_id)
     return PostResult(message=message, replay=False)
 
 
-def _auto_wake_on_commit(*, thread_id, sender: str) -> None:
+def _auto_wake_on_commit(*, thread: Thread, sender: str) -> None:
     """The supervisor's auto-wake rule runs once the post is committed (never on replays or acks);
-    its failure is logged and never fails the post."""
+    its failure is logged and never fails the post. It gets the thread as this post committed it
+    (status, last_seq), which saves re-reading the row on every post."""
     from supervisor.services import wakes_for_post
 
-    transaction.on_commit(lambda: wakes_for_post(thread_id=thread_id, sender=sender), robust=True)
+    transaction.on_commit(lambda: wakes_for_post(thread_id=thread.pk, sender=sender, thread=thread), robust=True)
 
 
 def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, reason: str, now: datetime) -> Message:

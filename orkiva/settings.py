@@ -111,7 +111,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": str(VAR_DIR / "test-orkiva.sqlite3")}
 else:
     _db["CONN_MAX_AGE"] = env.int("ORKIVA_DB_CONN_MAX_AGE", default=60)
-    _db["CONN_HEALTH_CHECKS"] = True
+    # A health check costs a `SELECT 1` round trip on the first query of every request that reuses
+    # a connection; without it a connection the server dropped fails one request (500) before
+    # Django discards it (docs/performance.md).
+    _db["CONN_HEALTH_CHECKS"] = env.bool("ORKIVA_DB_CONN_HEALTH_CHECKS", default=True)
 # The same backends wrapped by django-prometheus, which counts connections, queries and errors.
 _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.", 1)
 DATABASES = {"default": _db}

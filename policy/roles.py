@@ -54,8 +54,9 @@ def scope_for(actor: Actor, op: Op) -> Scope:
     return MATRIX[op].get(actor.role, Scope.DENY)
 
 
-def authorize(actor: Actor, op: Op, *, participants: frozenset[str] | None = None, target: str = "") -> Scope:
-    """Raise Forbidden (audited) unless `actor` may perform `op`; for MEMBER scope pass the thread's participants."""
+def authorize(actor: Actor, op: Op, *, is_participant: bool | None = None, target: str = "") -> Scope:
+    """Raise Forbidden (audited) unless `actor` may perform `op`; for MEMBER scope pass whether the
+    actor is one of the thread's participants."""
     scope = scope_for(actor, op)
     if scope is Scope.DENY:
         raise Forbidden(
@@ -64,7 +65,7 @@ def authorize(actor: Actor, op: Op, *, participants: frozenset[str] | None = Non
             details={"operation": op.value, "role": actor.role},
             audit={"actor": actor, "action": "access.denied", "target_type": "operation", "target_id": target or op.value},
         )
-    if scope is Scope.MEMBER and participants is not None and actor.agent_id not in participants:
+    if scope is Scope.MEMBER and is_participant is False:
         raise Forbidden(
             "Only the thread's participants may do that.",
             code="not_a_participant",

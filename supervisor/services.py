@@ -44,7 +44,7 @@ from supervisor.models import (
 )
 from supervisor.selectors import ack_signal, last_activity, runtime_of, runtime_state, wake_get
 from threads import transitions
-from threads.models import Thread
+from threads.models import Participant, Thread
 from threads.selectors import participant_ids, thread_get
 from threads.summary import summary_of, summary_text
 
@@ -601,19 +601,23 @@ def wake_trigger(
     )
 
 
-def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None) -> list[WakeRequest]:
+def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, thread: Thread | None = None) -> list[WakeRequest]:
     """The auto-wake rule, run when a post commits: wake each other participant whose runtime is
     idle or offline and who has unread messages in the thread. Never the sender; agents with no
-    registered (or a deregistered) runtime are not woken automatically."""
+    registered (or a deregistered) runtime are not woken automatically.
+
+    `thread` is the post's thread as it committed (the post passes it: no re-read); without it the
+    thread is read. One query finds the candidate runtimes; nothing more runs when there are none."""
     if not settings.ORKIVA_WAKE_AUTO:
         return []
     moment = now or timezone.now()
-    thread = Thread.objects.filter(pk=thread_id).first()
+    if thread is None:
+        thread = Thread.objects.filter(pk=thread_id).first()
     # A blocked thread (policy stopped the agents) or a closed one wakes nobody: the woken agent
     # could only meet 409 thread_blocked, and waking each other is how a loop keeps going.
     if thread is None or thread.status in (transitions.BLOCKED, transitions.CLOSED):
         return []
-    recipients = participant_ids(thread) - {sender}
+    recipients = Participant.objects.filter(thread_id=thread.pk).exclude(agent_id=sender).values("agent_id")
     runtimes = Runtime.objects.filter(workspace_id=thread.workspace_id, agent_id__in=recipients).exclude(
         state=ST_DEREGISTERED
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import Exists, OuterRef
+
 from orkiva.errors import NotFound
 from policy.identity import Actor
 from policy.roles import Op, Scope, authorize, scope_for
@@ -44,13 +46,19 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
     if pk is None:
         raise _not_found(actor, thread_id, other_workspace=False)
     queryset = Thread.objects.filter(pk=pk, workspace_id=actor.workspace_id)
+    member_scope = scope_for(actor, op) is Scope.MEMBER
+    if member_scope:
+        # Membership comes with the row (one query, not two): every post and read passes here.
+        queryset = queryset.annotate(
+            _actor_is_participant=Exists(Participant.objects.filter(thread=OuterRef("pk"), agent_id=actor.agent_id))
+        )
     if lock:
         queryset = queryset.select_for_update()
     thread = queryset.first()
     if thread is None:
         raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
-    if scope_for(actor, op) is Scope.MEMBER:
-        authorize(actor, op, participants=participant_ids(thread), target=str(thread.pk))
+    if member_scope:
+        authorize(actor, op, is_participant=thread._actor_is_participant, target=str(thread.pk))
     else:
         authorize(actor, op, target=str(thread.pk))
     return thread
