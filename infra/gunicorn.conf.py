@@ -27,3 +27,10 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def post_fork(server, worker):
+    """Before the worker loads the bridge: MCP waits hold a request thread each, so cap them at the
+    worker's threads minus one, keeping a thread for the post that wakes them (docs/mcp.md).
+    `server.cfg.threads` is the effective value, --threads on the command line included."""
+    os.environ.setdefault("ORKIVA_MCP_MAX_WAITERS", str(max(1, server.cfg.threads - 1)))

@@ -167,6 +167,12 @@ ORKIVA_MCP_WAIT_POLL_SECONDS = env.float("ORKIVA_MCP_WAIT_POLL_SECONDS", default
 ORKIVA_MCP_WAIT_DB_SLOTS = env.int("ORKIVA_MCP_WAIT_DB_SLOTS", default=4)
 if ORKIVA_MCP_WAIT_DB_SLOTS < 1:
     raise ImproperlyConfigured("ORKIVA_MCP_WAIT_DB_SLOTS must be at least 1")
+# How many wait_for_messages calls one process lets block at once (0: no cap). Each holds a request
+# thread; past the cap a call is refused at once (too_many_waiters) rather than leaving no thread
+# for the post that would wake them. gunicorn sets it to its threads minus one (infra/gunicorn.conf.py).
+ORKIVA_MCP_MAX_WAITERS = env.int("ORKIVA_MCP_MAX_WAITERS", default=0)
+if ORKIVA_MCP_MAX_WAITERS < 0:
+    raise ImproperlyConfigured("ORKIVA_MCP_MAX_WAITERS must be 0 (no cap) or more")
 if ORKIVA_MCP_WAIT_MAX_SECONDS <= 0 or ORKIVA_MCP_WAIT_POLL_SECONDS <= 0:
     raise ImproperlyConfigured("ORKIVA_MCP_WAIT_MAX_SECONDS and ORKIVA_MCP_WAIT_POLL_SECONDS must be positive")
 

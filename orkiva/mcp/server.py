@@ -21,6 +21,7 @@ from messaging import kinds
 from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
 from messaging.services import cursor_ack, message_post
+from orkiva.errors import RateLimited
 from orkiva.mcp import schemas
 from orkiva.mcp.calls import (
     internal_error, invalid_arguments, run_steps, run_tool, schema_problems, unknown_tool, unstorable_arguments,
@@ -230,6 +231,15 @@ def build_server() -> MCPServer:
             page = await run(lambda actor: read(actor, thread_id, after_seq, limit))
             if page["messages"] or timeout <= 0:
                 return page
+            cap = settings.ORKIVA_MCP_MAX_WAITERS
+            if cap and watcher().waiting >= cap:
+                # Every thread but one already waits: refuse now rather than queue the post that would
+                # wake them. (Checked and registered on the one event loop: no other call runs between.)
+                raise RateLimited(
+                    f"This bridge process already has {cap} calls waiting; call read_messages now, or "
+                    "wait_for_messages again in a few seconds.", code="too_many_waiters",
+                    details={"max_waiters": cap, "retry_after_seconds": 5}, headers={"Retry-After": "5"},
+                )
             start = page["next_after_seq"]
             await watcher().wait(thread_id=uuid.UUID(page["thread_id"]), after_seq=start, timeout=timeout)
             return await run(lambda actor: read(actor, thread_id, start, limit))

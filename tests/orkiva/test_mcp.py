@@ -344,3 +344,33 @@ def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordin
         body = response.json()
         assert body["error"]["code"] == "method_not_allowed" and body["request_id"]
     assert alive.status_code == 200
+
+
+def test_waiters_are_capped_below_the_workers_threads_so_posts_still_get_through(
+    tmp_path, thread, executioner, reviewer, coordinator
+):
+    """gunicorn with one worker of 3 threads: at most 2 waits (threads minus one); a third is
+    refused at once with too_many_waiters, and the post that wakes the two still gets a thread."""
+    tid = str(thread.pk)
+    env = subprocess_env(ORKIVA_THREADS="3")
+    with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(reviewer)) as rev, \
+                    client_for_mcp(bridge.base_url, token_for(coordinator)) as coord:
+                first = asyncio.create_task(rev.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 40}))
+                second = asyncio.create_task(
+                    coord.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 40}))
+                deadline = time.monotonic() + 30
+                while await asyncio.to_thread(_waiters, bridge.base_url) < 2:
+                    assert time.monotonic() < deadline, "the waits never started"
+                    await asyncio.sleep(0.05)
+                async with client_for_mcp(bridge.base_url, token_for(executioner)) as ex:
+                    refused = failed(await ex.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 40}))
+                posted = await asyncio.to_thread(
+                    rest, bridge.base_url, executioner, "POST", f"/threads/{tid}/messages", json={"body": "Ready."})
+                return refused, posted, ok(await first), ok(await second)
+
+        refused, posted, first, second = asyncio.run(scenario())
+    assert refused["error"]["code"] == "too_many_waiters" and refused["error"]["details"]["max_waiters"] == 2
+    assert posted.status_code == 201
+    assert [m["body"] for m in first["messages"]] == [m["body"] for m in second["messages"]] == ["Ready."]
