@@ -56,23 +56,27 @@ def _fail(code: str, message: str) -> Unauthenticated:
 
 def _decode(raw: str) -> dict:
     """Decode with the current signing key, then with each previous one (a rotation in progress:
-    tokens signed before it stay valid until they expire; new ones use the current key)."""
-    keys = [settings.ORKIVA_SIGNING_KEY, *settings.ORKIVA_SIGNING_KEYS_PREVIOUS]
-    for index, key in enumerate(keys):
+    tokens signed before it stay valid until they expire; new ones use the current key). Only the
+    last key's failure reaches the caller."""
+
+    def decode(key: str) -> dict:
+        return jwt.decode(
+            raw,
+            key,
+            algorithms=[settings.ORKIVA_JWT_ALGORITHM],
+            audience=settings.ORKIVA_JWT_AUDIENCE,
+            issuer=settings.ORKIVA_JWT_ISSUER,
+            leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
+            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
+        )
+
+    *earlier, last = [settings.ORKIVA_SIGNING_KEY, *settings.ORKIVA_SIGNING_KEYS_PREVIOUS]
+    for key in earlier:
         try:
-            return jwt.decode(
-                raw,
-                key,
-                algorithms=[settings.ORKIVA_JWT_ALGORITHM],
-                audience=settings.ORKIVA_JWT_AUDIENCE,
-                issuer=settings.ORKIVA_JWT_ISSUER,
-                leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
-                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
-            )
+            return decode(key)
         except jwt.InvalidSignatureError:
-            if index == len(keys) - 1:
-                raise
-    raise AssertionError("unreachable")  # the loop returns or raises
+            continue  # perhaps signed with a key the rotation kept
+    return decode(last)
 
 
 def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
