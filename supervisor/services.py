@@ -238,10 +238,7 @@ def wake_cancel(*, operator: Actor, wake_id, reason: str, now: datetime | None =
     wake.save(update_fields=["status", "reason_code", "stage", "finished_at", "next_attempt_at", "updated_at"])
     _attempt(wake, step="request", outcome=reasons.CANCELLED, reason_code=reasons.R_OPERATOR_CANCELLED, now=moment,
              actor=operator, reason=reason.strip(), detail={"cancelled_by": operator.agent_id, "was": old_status})
-    seconds = (moment - wake.created_at).total_seconds()
-    transaction.on_commit(
-        lambda: observability.wake_finished(path="none", outcome=reasons.CANCELLED, seconds=seconds), robust=True
-    )
+    _count_finished_on_commit(wake, now=moment)
     return wake
 
 
@@ -926,8 +923,13 @@ def _apply(wake: WakeRequest, step: _Step, now: datetime) -> None:
         agent = Actor(agent_id=wake.agent_id, workspace_id=wake.workspace_id, role=ROLE_PARTICIPANT, session_id=session_id)
         session_heartbeat(actor=agent, session_id=session_id, runtime_type=runtime_type, resumable=True, now=now)
         Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).update(session_id=session_id)
-    if wake.status in reasons.FINAL_STATUSES and current != reasons.CANCELLED:
-        seconds = (now - wake.created_at).total_seconds()
-        path, outcome = wake.path or "none", wake.status
-        transaction.on_commit(lambda: observability.wake_finished(path=path, outcome=outcome, seconds=seconds),
-                              robust=True)
+    if wake.status in reasons.FINAL_STATUSES and current != reasons.CANCELLED:  # a cancel was counted by its own
+        _count_finished_on_commit(wake, now=now)
+
+
+def _count_finished_on_commit(wake: WakeRequest, *, now: datetime) -> None:
+    """A wake reached its final status: count it, by path and outcome, with its duration, once committed."""
+    seconds = (now - wake.created_at).total_seconds()
+    path, outcome = wake.path or "none", wake.status
+    transaction.on_commit(lambda: observability.wake_finished(path=path, outcome=outcome, seconds=seconds),
+                          robust=True)
