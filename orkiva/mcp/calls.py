@@ -116,27 +116,28 @@ def failure(err: DomainError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
 
 
+def refusal(err: DomainError, *, name: str | None = None) -> CallToolResult:
+    """A call refused before any tool runs (bad arguments, no such tool): counted and logged like
+    every refusal, answered with the REST body and its request id."""
+    if current_request_id() is None:  # stdio: the call is its own request
+        with _standalone_call():
+            return refusal(err, name=name)
+    if name is not None:
+        bind_operation(name)
+    report_error(err)
+    return failure(err)
+
+
 def invalid_arguments(name: str, fields: dict[str, str]) -> CallToolResult:
     """Arguments refused before the tool runs (the input schema, or values no database stores):
-    the same `validation_error` body REST answers, with each field's problem and the request id.
-    The rejected values are the caller's data and are not echoed."""
-    if current_request_id() is None:  # stdio
-        with _standalone_call():
-            return invalid_arguments(name, fields)
-    bind_operation(name)
-    err = ValidationFailed(f"The arguments of {name} are not valid.", details={"fields": fields})
-    report_error(err)  # counted and logged like every refusal; nothing to audit
-    return failure(err)
+    REST's `validation_error`, each field with its problem. The rejected values are the caller's
+    data and are not echoed."""
+    return refusal(ValidationFailed(f"The arguments of {name} are not valid.", details={"fields": fields}), name=name)
 
 
 def unknown_tool(name: str) -> CallToolResult:
     """A call of a tool this server does not have (tools/list names them all)."""
-    if current_request_id() is None:  # stdio
-        with _standalone_call():
-            return unknown_tool(name)
-    err = NotFound("No such tool; tools/list names them.", code="unknown_tool", details={"tool": name[:100]})
-    report_error(err)
-    return failure(err)
+    return refusal(NotFound("No such tool; tools/list names them.", code="unknown_tool", details={"tool": name[:100]}))
 
 
 def schema_problems(exc: ValidationError) -> dict[str, str]:
