@@ -91,10 +91,6 @@ async def post(bridge: Bridge, thread_id: str, body: str, *, kind: str, key: str
     return first
 
 
-async def thread_status(bridge: Bridge, thread_id: str) -> str:
-    return (await bridge.call("get_thread", thread_id=thread_id))["status"]
-
-
 # --- the executioner ------------------------------------------------------------------------------
 async def executioner(bridge: Bridge, thread_id: str, fix_delay: float, wait_seconds: float) -> None:
     await heartbeat(bridge)
@@ -102,21 +98,22 @@ async def executioner(bridge: Bridge, thread_id: str, fix_delay: float, wait_sec
     say(f"posted the work as seq {work['seq']}")
     seen, fixed = work["seq"], set()
     while True:
-        thread = await bridge.call("get_thread", thread_id=thread_id)
-        if thread["status"] in ("resolved", "closed"):
-            say(f"thread is {thread['status']}: done")
-            return
+        # A resolution (or an operator's move) is a status message: it ends the wait too.
         page = await bridge.call("wait_for_messages", thread_id=thread_id, after_seq=seen, timeout_seconds=wait_seconds)
         await heartbeat(bridge)
         if page["messages"]:
             seen = page["messages"][-1]["seq"]
             await bridge.call("ack_read", thread_id=thread_id, seq=seen)
         summary = await bridge.call("summarize_thread", thread_id=thread_id)
+        if summary["status"] in ("resolved", "closed"):
+            say(f"thread is {summary['status']}: done")
+            return
+        if summary["status"] == "blocked":
+            say("thread blocked: waiting for an operator")
+            continue
         todo = [i for i in summary["open_items"] if i["kind"] == "finding" and i["state"] == "open"
                 and i["seq"] not in fixed]
-        if not todo or summary["status"] == "blocked":
-            if summary["status"] == "blocked":
-                say("thread blocked: waiting for an operator")
+        if not todo:
             continue
         await anyio.sleep(fix_delay)  # the work a real agent does between reading and answering
         for finding in todo:
