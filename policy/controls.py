@@ -105,6 +105,16 @@ def finding_fingerprint(body: str) -> str:
     return hashlib.sha256(normalized_body(body).encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def progress_restart(thread: Thread, *, findings: bool) -> list[str]:
+    """Restart a locked thread's loop counters (in memory); returns the fields to save. `findings`
+    restarts the count of repeated findings too (the thread leaves `blocked`, or is unblocked)."""
+    thread.turns_since_progress = 0
+    if not findings:
+        return ["turns_since_progress"]
+    thread.findings_since_seq = thread.last_seq
+    return ["turns_since_progress", "findings_since_seq"]
+
+
 def turns_after_post(thread: Thread, *, progress: bool) -> int:
     """The thread's turns since progress once this post is in."""
     return 0 if progress else thread.turns_since_progress + 1

@@ -193,6 +193,7 @@ def thread_unblock(
     """Let a thread continue: leave `blocked` (to `status`), reset its progress counters, and
     resolve its open escalations. A thread that is not blocked but has open escalations (a loop
     warning) gets its counters reset and escalations resolved without a status change."""
+    from policy.controls import progress_restart  # controls imports this module
     from threads.services import thread_transition_locked
 
     reason = _check_reason(reason)
@@ -219,8 +220,7 @@ def thread_unblock(
                 details={"status": old},
             )
         # The same restart as leaving `blocked` (threads.services.thread_status_apply).
-        thread.turns_since_progress, thread.findings_since_seq = 0, thread.last_seq
-        Thread.objects.filter(pk=thread.pk).update(turns_since_progress=0, findings_since_seq=thread.last_seq)
+        thread.save(update_fields=progress_restart(thread, findings=True))
     audit_record(
         actor=operator,
         action="thread.unblock",

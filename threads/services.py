@@ -11,6 +11,7 @@ from django.utils import timezone
 from messaging.services import cursors_create, status_message_append
 from orkiva.errors import Conflict, Forbidden, ValidationFailed
 from policy.audit import audit_record
+from policy.controls import progress_restart
 from policy.escalations import escalations_after_transition
 from policy.identity import IDENTIFIER_HELP, ROLE_COORDINATOR, ROLE_OPERATOR, ROLE_PARTICIPANT, Actor, is_identifier
 from policy.models import Escalation
@@ -181,11 +182,7 @@ def thread_status_apply(
     if reset_progress:
         if thread.turns_since_progress:  # the audit row shows the counter reset only when there was one
             old_values["turns_since_progress"], new_values["turns_since_progress"] = thread.turns_since_progress, 0
-        thread.turns_since_progress = 0
-        fields.append("turns_since_progress")
-        if old == transitions.BLOCKED:
-            thread.findings_since_seq = thread.last_seq
-            fields.append("findings_since_seq")
+        fields += progress_restart(thread, findings=old == transitions.BLOCKED)
     thread.save(update_fields=fields)
     status_message_append(thread=thread, actor=actor, old=old, new=status, reason=reason, now=now)
     audit_record(
