@@ -66,13 +66,22 @@ def _ensure_database(url: str) -> None:
 
 def reset_tables() -> None:
     """Empty the domain tables between runs (the audit trigger forbids DELETE, TRUNCATE is allowed)."""
-    from django.db import connection
+    from django.db import OperationalError, connection
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE messaging_message, messaging_readcursor, threads_participant, threads_thread, "
-            "policy_auditevent, policy_escalation, policy_ratecounter RESTART IDENTITY CASCADE"
-        )
+    # A load client that stops at a deadline (wrk) can leave requests in flight in the bridge; their
+    # transactions hold locks the TRUNCATE waits for (and deadlocks with): retry once they are done.
+    for attempt in range(10):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "TRUNCATE messaging_message, messaging_readcursor, threads_participant, threads_thread, "
+                    "policy_auditevent, policy_escalation, policy_ratecounter RESTART IDENTITY CASCADE"
+                )
+            return
+        except OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
 
 
 def free_port() -> int:

@@ -17,10 +17,16 @@ Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import common
 
@@ -127,6 +133,44 @@ def mcp(clients: int, seconds: float, thread_ids: list[str], url: str):
     return _http_posts(clients, seconds, thread_ids, url, request, ok, MCP_HEADERS)
 
 
+def wrk_posts(mode: str, clients: int, seconds: float, thread_ids: list[str], url: str) -> dict:
+    """The REST or MCP post load from wrk (bench/wrk_posts.lua): one wrk thread and one keep-alive
+    connection per agent, closed loop. A C client leaves the two cores to the bridge and PostgreSQL
+    (the Python client spent about 1 ms of CPU per request). Latencies are wrk's, per request."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {name: Path(tmp) / name for name in ("tokens", "threads", "out.json")}
+        files["tokens"].write_text("\n".join(common.token(f"agent-{i}", WORKSPACE) for i in range(clients)) + "\n")
+        files["threads"].write_text("\n".join(thread_ids) + "\n")
+        env = {**os.environ, "WRK_TOKENS": str(files["tokens"]), "WRK_THREADS": str(files["threads"]),
+               "WRK_MODE": mode, "WRK_OUT": str(files["out.json"])}
+        cpu_before = _children_cpu_seconds()
+        run = subprocess.run(["wrk", f"-t{clients}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+                              "-s", str(common.REPO / "bench" / "wrk_posts.lua"), url],
+                             env=env, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr or run.stdout}")
+        client_cpu = _children_cpu_seconds() - cpu_before
+        result = json.loads(files["out.json"].read_text())
+    elapsed = result["duration_us"] / 1e6
+    ok = result["requests"] - result["errors"]
+    if result["errors"] or result["socket_errors"]:
+        print(f"wrk {mode}: {result['errors']} failed responses, {result['socket_errors']} socket errors")
+    return {
+        "requests": ok,
+        "throughput_per_s": round(ok / elapsed, 1),
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "errors": result["errors"] + result["socket_errors"],
+        "client_cpu": round(client_cpu / elapsed, 2),
+        "elapsed": elapsed,
+    }
+
+
+def _children_cpu_seconds() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def _http_posts(clients, seconds, thread_ids, url, request, ok, headers):
     import httpx
 
@@ -151,13 +195,19 @@ def _http_posts(clients, seconds, thread_ids, url, request, ok, headers):
 
 
 def _measured(phase, *args, master=None):
-    """Run a phase; add the CPU (in cores) the bench client and the bridge's workers took to its summary."""
+    """Run a phase; add the CPU (in cores) the bench client and the bridge's workers took to its summary.
+    A phase returns (latencies, elapsed, errors) from Python clients, or a wrk summary (its own CPU)."""
     client_before = common.process_cpu_seconds()
     bridge_before = common.bridge_cpu_seconds(master) if master else 0.0
-    latencies, elapsed, errors = phase(*args)
-    summary = common.summarize(latencies, elapsed)
-    summary["errors"] = errors
-    summary["client_cpu"] = round((common.process_cpu_seconds() - client_before) / elapsed, 2)
+    outcome = phase(*args)
+    if isinstance(outcome, dict):
+        summary = outcome
+        elapsed = summary.pop("elapsed")
+    else:
+        latencies, elapsed, errors = outcome
+        summary = common.summarize(latencies, elapsed)
+        summary["errors"] = errors
+        summary["client_cpu"] = round((common.process_cpu_seconds() - client_before) / elapsed, 2)
     if master:
         summary["bridge_cpu"] = round((common.bridge_cpu_seconds(master) - bridge_before) / elapsed, 2)
     return summary
@@ -172,7 +222,16 @@ def main() -> None:
     parser.add_argument("--mcp-clients", default="1,8", help="client counts for MCP vs REST ('' to skip)")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: infra config)")
     parser.add_argument("--gthreads", type=int, default=None, help="gunicorn threads per worker")
+    parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk",
+                        help="HTTP load client: wrk (C, apt-get install wrk) or httpx threads in this process")
     args = parser.parse_args()
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed: apt-get install wrk (or --client httpx)")
+    if args.client == "wrk":
+        rest_phase = lambda clients, seconds, targets, url: wrk_posts("rest", clients, seconds, targets, url)  # noqa: E731
+        mcp_phase = lambda clients, seconds, targets, url: wrk_posts("mcp", clients, seconds, targets, url)  # noqa: E731
+    else:
+        rest_phase, mcp_phase = rest, mcp
     common.setup_django()
     client_counts = [int(c) for c in args.clients.split(",")]
     mcp_counts = [int(c) for c in args.mcp_clients.split(",") if c]
@@ -186,7 +245,7 @@ def main() -> None:
                 spread = make_threads(args.threads, agents)
                 targets = spread if layout == "spread" else spread[:1]
                 c = _measured(ceiling, clients, args.seconds, targets)
-                r = _measured(rest, clients, args.seconds, targets, url, master=master)
+                r = _measured(rest_phase, clients, args.seconds, targets, url, master=master)
                 rows.append({
                     "layout": layout if layout == "hot" else f"{args.threads} threads",
                     "clients": clients,
@@ -205,8 +264,8 @@ def main() -> None:
         for clients in mcp_counts:
             common.reset_tables()
             targets = make_threads(args.threads, agents)
-            r = _measured(rest, clients, args.seconds, targets, url, master=master)
-            m = _measured(mcp, clients, args.seconds, targets, url, master=master)
+            r = _measured(rest_phase, clients, args.seconds, targets, url, master=master)
+            m = _measured(mcp_phase, clients, args.seconds, targets, url, master=master)
             mcp_rows.append({
                 "clients": clients,
                 "rest_per_s": r["throughput_per_s"],
@@ -224,7 +283,7 @@ def main() -> None:
     common.print_table("post_message: REST vs psycopg ceiling (all)", rows)
     common.print_table("post_message: MCP vs REST (all)", mcp_rows)
     print(f"\npeak RSS of bridge workers (KiB, VmHWM): {rss}")
-    common.write_results("posts", {"seconds": args.seconds, "rows": rows, "mcp_rows": mcp_rows,
+    common.write_results("posts", {"seconds": args.seconds, "client": args.client, "rows": rows, "mcp_rows": mcp_rows,
                                    "worker_peak_rss_kib": rss})
 
 
