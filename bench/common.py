@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,7 +103,12 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
     port = free_port()
     # Production settings (infra/orkiva.env): JSON request logs at INFO, written to the bridge log.
     # The signing key is this process's, so the tokens it mints verify.
-    production = {"ORKIVA_ENV": "production", "ORKIVA_SIGNING_KEY": settings.ORKIVA_SIGNING_KEY}
+    # Metrics as production collects them with several workers (docs/operations.md): multiprocess
+    # files, in a directory of this run's own.
+    metrics_dir = RESULTS / f"metrics-{port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    production = {"ORKIVA_ENV": "production", "ORKIVA_SIGNING_KEY": settings.ORKIVA_SIGNING_KEY,
+                  "ORKIVA_METRICS_DIR": str(metrics_dir), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     env = {**POLICY_ENV, **os.environ, **production, "DATABASE_URL": database_url(), **(extra_env or {})}
     command = [sys.executable, "-m", "gunicorn", "orkiva.wsgi:application", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{port}"]
@@ -128,6 +134,7 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
         yield url, process
     finally:
         stop_process(process)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
