@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from messaging import kinds
 from messaging.models import Message, ReadCursor
 from messaging.selectors import unread_count
-from orkiva import observability
+from orkiva import observability, sql
 from orkiva.errors import Conflict, PayloadTooLarge, ValidationFailed
 from policy import controls
 from policy.identity import Actor
@@ -104,51 +104,108 @@ class ReplyEffect:
 
 
 def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: int | None,
-            idempotency_key: str | None, request_hash: str, now: datetime,
+            idempotency_key: str | None, request_hash: str, now: datetime, previous_ordinal: int | None,
             reply_effect: ReplyEffect | None = None, turns_since_progress: int | None = None) -> Message:
-    """Allocate the next seq and insert. The caller holds the thread row's lock.
+    """Allocate the next seq and insert. The caller holds the thread row's lock and has read the
+    sender's `previous_ordinal` under it (`_post_context`).
 
-    `turns_since_progress` (posts only) is written in the same UPDATE that bumps `last_seq`.
+    `turns_since_progress` (posts only) is written in the same UPDATE that bumps `last_seq`. Every
+    post runs these statements: they are hand-written (orkiva.sql), not built by the ORM.
     """
     seq = thread.last_seq + 1
-    previous_ordinal = (
-        Message.objects.filter(thread=thread, sender=sender).order_by("-seq").values_list("sender_ordinal", flat=True).first()
-    )
-    updates = {"last_seq": seq, "updated_at": now}
+    thread_updates = [seq, sql.param(Thread, "updated_at", now)]
     if turns_since_progress is not None:
-        updates["turns_since_progress"] = thread.turns_since_progress = turns_since_progress
-    Thread.objects.filter(pk=thread.pk).update(**updates)
-    thread.last_seq, thread.updated_at = seq, now
-    message = Message.objects.create(
-        thread=thread,
-        seq=seq,
-        sender=sender,
-        sender_ordinal=(previous_ordinal or 0) + 1,
-        kind=kind,
-        body=body,
-        in_reply_to=in_reply_to,
-        item_state=kinds.initial_item_state(kind),
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        finding_fingerprint=controls.finding_fingerprint(body) if kind == kinds.FINDING else "",
-        created_at=now,
-    )
-    if reply_effect is not None:
-        Message.objects.filter(pk=reply_effect.target_pk).update(item_state=reply_effect.new_state)
+        thread_updates.append(turns_since_progress)
+        thread.turns_since_progress = turns_since_progress
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.statement("thread_bump", lambda: _thread_bump_sql(turns=turns_since_progress is not None),
+                          turns_since_progress is not None),
+            [*thread_updates, sql.param(Thread, "id", thread.pk)],
+        )
+        thread.last_seq, thread.updated_at = seq, now
+        values = {
+            "thread_id": thread.pk, "seq": seq, "sender": sender, "kind": kind, "body": body,
+            "in_reply_to": in_reply_to, "sender_ordinal": (previous_ordinal or 0) + 1,
+            "item_state": kinds.initial_item_state(kind), "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+            "finding_fingerprint": controls.finding_fingerprint(body) if kind == kinds.FINDING else "",
+            "created_at": now,
+        }
+        cursor.execute(sql.statement("message_insert", _message_insert_sql),
+                       [sql.param(Message, name, values[name]) for name in _INSERTED])
+        (pk,) = cursor.fetchone()
+        if reply_effect is not None:
+            cursor.execute(sql.statement("item_state_update", _item_state_update_sql),
+                           [reply_effect.new_state, reply_effect.target_pk])
+    message = Message.from_db(connection.alias, None, [pk, *(values[name] for name in _INSERTED)])
+    message.thread = thread
     return message
+
+
+# Message's concrete fields after the primary key, in the model's order (Message.from_db takes them so).
+_INSERTED = sql.field_names(Message)[1:]
+
+
+def _thread_bump_sql(*, turns: bool) -> str:
+    assignments = [f"{sql.column(Thread, 'last_seq')} = %s", f"{sql.column(Thread, 'updated_at')} = %s"]
+    if turns:
+        assignments.append(f"{sql.column(Thread, 'turns_since_progress')} = %s")
+    return f"UPDATE {sql.table(Thread)} SET {', '.join(assignments)} WHERE {sql.column(Thread, 'id')} = %s"
+
+
+def _message_insert_sql() -> str:
+    return (
+        f"INSERT INTO {sql.table(Message)} ({sql.columns(Message, _INSERTED)}) "
+        f"VALUES ({', '.join(['%s'] * len(_INSERTED))}) RETURNING {sql.column(Message, 'id')}"
+    )
+
+
+def _item_state_update_sql() -> str:
+    return (f"UPDATE {sql.table(Message)} SET {sql.column(Message, 'item_state')} = %s "
+            f"WHERE {sql.column(Message, 'id')} = %s")
+
+
+def _post_context(*, thread: Thread, sender: str, idempotency_key: str | None) -> tuple[int | None, int | None]:
+    """Under the thread's lock, in one statement: the sender's latest ordinal in the thread, and the
+    id of the sender's earlier post with this idempotency key (None without a key or a match).
+    Read after the lock is taken, so a concurrent post of the thread is seen once it committed."""
+    thread_param, sender_param = sql.param(Message, "thread", thread.pk), sql.param(Message, "sender", sender)
+    return sql.fetchone(sql.statement("post_context", _post_context_sql),
+                        [thread_param, sender_param, thread_param, sender_param, idempotency_key])
+
+
+def _post_context_sql() -> str:
+    message = sql.table(Message)
+    thread, sender = sql.column(Message, "thread"), sql.column(Message, "sender")
+    return (
+        f"SELECT (SELECT {sql.column(Message, 'sender_ordinal')} FROM {message} WHERE {thread} = %s AND {sender} = %s "
+        f"ORDER BY {sql.column(Message, 'seq')} DESC LIMIT 1), "
+        f"(SELECT {sql.column(Message, 'id')} FROM {message} WHERE {thread} = %s AND {sender} = %s "
+        f"AND {sql.column(Message, 'idempotency_key')} = %s)"
+    )
 
 
 def _reply_effect(*, thread: Thread, target_seq: int | None, reply_kind: str) -> ReplyEffect | None:
     if target_seq is None:
         return None
-    target = Message.objects.filter(thread=thread, seq=target_seq).only("kind", "item_state", "sender").first()
+    target = sql.fetchone(sql.statement("reply_target", _reply_target_sql),
+                          [sql.param(Message, "thread", thread.pk), target_seq])
     if target is None:
         return None
-    new_state = kinds.REPLY_EFFECTS.get((target.kind, reply_kind))
+    target_pk, target_kind, target_state, target_sender = target
+    new_state = kinds.REPLY_EFFECTS.get((target_kind, reply_kind))
     # A settled item stays settled: a late fix does not reopen a resolved finding.
-    if new_state and target.item_state in kinds.UNSETTLED_STATES and target.item_state != new_state:
-        return ReplyEffect(target_pk=target.pk, new_state=new_state, target_sender=target.sender)
+    if new_state and target_state in kinds.UNSETTLED_STATES and target_state != new_state:
+        return ReplyEffect(target_pk=target_pk, new_state=new_state, target_sender=target_sender)
     return None
+
+
+def _reply_target_sql() -> str:
+    return (
+        f"SELECT {sql.columns(Message, ('id', 'kind', 'item_state', 'sender'))} FROM {sql.table(Message)} "
+        f"WHERE {sql.column(Message, 'thread')} = %s AND {sql.column(Message, 'seq')} = %s"
+    )
 
 
 def message_post(
@@ -181,16 +238,16 @@ def message_post(
 def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_reply_to: int | None,
                          idempotency_key: str | None, request_hash: str, now: datetime | None) -> PostResult:
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.MESSAGE_POST, lock=True)
-    if idempotency_key is not None:
-        original = Message.objects.filter(thread=thread, sender=actor.agent_id, idempotency_key=idempotency_key).first()
-        if original is not None:
-            if original.request_hash != request_hash:
-                raise Conflict(
-                    "This idempotency key was used for a different message.",
-                    code="idempotency_conflict",
-                    details={"idempotency_key": idempotency_key, "original_seq": original.seq},
-                )
-            return PostResult(message=original, replay=True)
+    previous_ordinal, original_pk = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=idempotency_key)
+    if original_pk is not None:
+        original = Message.objects.get(pk=original_pk)
+        if original.request_hash != request_hash:
+            raise Conflict(
+                "This idempotency key was used for a different message.",
+                code="idempotency_conflict",
+                details={"idempotency_key": idempotency_key, "original_seq": original.seq},
+            )
+        return PostResult(message=original, replay=True)
     check_thread_accepts_posts(thread)
     if in_reply_to is not None and not 1 <= in_reply_to <= thread.last_seq:
         raise ValidationFailed(
@@ -205,8 +262,8 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
     turns_before = thread.turns_since_progress
     message = _append(
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,
-        idempotency_key=idempotency_key, request_hash=request_hash, now=moment, reply_effect=effect,
-        turns_since_progress=controls.turns_after_post(thread, progress=progress),
+        idempotency_key=idempotency_key, request_hash=request_hash, now=moment, previous_ordinal=previous_ordinal,
+        reply_effect=effect, turns_since_progress=controls.turns_after_post(thread, progress=progress),
     )
     # The post is stored; a control reached by it escalates or blocks the thread in this transaction.
     controls.post_controls_apply(thread=thread, message=message, progress=progress, turns_before=turns_before,
@@ -229,8 +286,9 @@ def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, r
     text = f"Status changed from {old} to {new}."
     if reason:
         text += f" Reason: {reason}"
+    previous_ordinal, _ = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=None)
     return _append(thread=thread, sender=actor.agent_id, kind=kinds.STATUS, body=text, in_reply_to=None,
-                   idempotency_key=None, request_hash="", now=now)
+                   idempotency_key=None, request_hash="", now=now, previous_ordinal=previous_ordinal)
 
 
 def cursor_ack(*, actor: Actor, thread_id, seq: int, now: datetime | None = None) -> CursorState:

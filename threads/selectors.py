@@ -4,8 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Exists, OuterRef
-
+from orkiva import sql
 from orkiva.errors import NotFound
 from policy.identity import Actor
 from policy.roles import Op, Scope, authorize, scope_for
@@ -45,23 +44,34 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
     pk = _parse_thread_id(thread_id)
     if pk is None:
         raise _not_found(actor, thread_id, other_workspace=False)
-    queryset = Thread.objects.filter(pk=pk, workspace_id=actor.workspace_id)
     member_scope = scope_for(actor, op) is Scope.MEMBER
-    if member_scope:
-        # Membership comes with the row (one query, not two): every post and read passes here.
-        queryset = queryset.annotate(
-            _actor_is_participant=Exists(Participant.objects.filter(thread=OuterRef("pk"), agent_id=actor.agent_id))
-        )
-    if lock:
-        queryset = queryset.select_for_update()
-    thread = queryset.first()
-    if thread is None:
+    # Every post, read, ack and summary passes here: one hand-written statement (orkiva.sql) with
+    # the caller's membership in the same row.
+    row = sql.fetchone(
+        sql.statement("thread_get", lambda: _thread_sql(lock=lock), lock),
+        [sql.param(Participant, "agent_id", actor.agent_id), sql.param(Thread, "id", pk),
+         sql.param(Thread, "workspace_id", actor.workspace_id)],
+    )
+    if row is None:
         raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
+    thread = sql.instance(Thread, sql.field_names(Thread), row[:-1])
     if member_scope:
-        authorize(actor, op, is_participant=thread._actor_is_participant, target=str(thread.pk))
+        authorize(actor, op, is_participant=bool(row[-1]), target=str(thread.pk))
     else:
         authorize(actor, op, target=str(thread.pk))
     return thread
+
+
+def _thread_sql(*, lock: bool) -> str:
+    """SELECT the thread's columns and whether an agent is one of its participants, by id and workspace."""
+    thread, participant = sql.table(Thread), sql.table(Participant)
+    return (
+        f"SELECT {sql.columns(Thread, prefix=thread + '.')}, EXISTS(SELECT 1 FROM {participant} "
+        f"WHERE {participant}.{sql.column(Participant, 'thread')} = {thread}.{sql.column(Thread, 'id')} "
+        f"AND {participant}.{sql.column(Participant, 'agent_id')} = %s) "
+        f"FROM {thread} WHERE {thread}.{sql.column(Thread, 'id')} = %s "
+        f"AND {thread}.{sql.column(Thread, 'workspace_id')} = %s" + (sql.for_update() if lock else "")
+    )
 
 
 def participant_ids(thread: Thread) -> frozenset[str]:

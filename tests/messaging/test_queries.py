@@ -12,9 +12,10 @@ from tests.factories import ThreadFactory
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("relaxed_policy")]
 
 # Ceilings through the whole REST stack, as measured on PostgreSQL (savepoint statements counted):
-# post 10 (revocation lookup, lock thread with the caller's membership, rate-limit counters (one
-# UPSERT for both scopes), reply target, sender ordinal, bump last_seq and the turn counter, insert,
-# 2 savepoint statements, and after the commit the auto-wake rule's one runtime lookup), read 5,
+# post 10 (revocation lookup, lock thread with the caller's membership, the sender's ordinal and
+# idempotency key in one statement, rate-limit counters (one UPSERT for both scopes), reply target,
+# bump last_seq and the turn counter, insert, 2 savepoint statements, and after the commit the
+# auto-wake rule's one runtime lookup), read 5,
 # ack 8, summary 9. A change that adds a query to a hot path must raise its ceiling here on purpose.
 POST_MAX, READ_MAX, ACK_MAX, SUMMARY_MAX = 10, 5, 8, 9
 
@@ -44,7 +45,8 @@ def test_post(coordinator, executioner, reviewer, clients, django_assert_max_num
     thread = thread_with(coordinator, executioner, reviewer, 3)
     # The on-commit auto-wake rule runs on every post: its queries are the post's too.
     with django_assert_max_num_queries(POST_MAX), django_capture_on_commit_callbacks(execute=True) as callbacks:
-        response = clients[0].post(f"/v1/threads/{thread.pk}/messages", {"body": "x", "in_reply_to": 1}, format="json")
+        response = clients[0].post(f"/v1/threads/{thread.pk}/messages", {"body": "x", "in_reply_to": 1},
+                                   format="json", HTTP_IDEMPOTENCY_KEY="once")
     assert response.status_code == 201
     assert len(callbacks) == 1
 
