@@ -66,3 +66,27 @@ def test_the_embedded_default_is_sqlite_under_var_in_wal_with_immediate_transact
         "name": str(tmp_path / "orkiva.sqlite3"),
         "mode": "IMMEDIATE",
     }
+
+
+PREPARED_PROBE = (
+    "import json; from django.db import connection;"
+    "cursor = connection.cursor();"
+    "[cursor.execute('SELECT count(*) FROM threads_thread WHERE workspace_id = %s', ['w']) for _ in range(6)];"
+    "cursor.execute('SELECT count(*) FROM pg_prepared_statements');"
+    "print(json.dumps({'prepared': cursor.fetchone()[0]}))"
+)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+@pytest.mark.parametrize(("value", "prepared"), [(None, True), ("false", False)])
+def test_postgresql_statements_run_often_are_prepared_unless_turned_off(value, prepared):
+    """Server-side binding with prepared statements (ORKIVA_DB_PREPARED_STATEMENTS, default on):
+    a statement a connection runs again is planned once (docs/performance.md)."""
+    env = subprocess_env(**({"ORKIVA_DB_PREPARED_STATEMENTS": value} if value else {}))
+    if value is None:
+        env.pop("ORKIVA_DB_PREPARED_STATEMENTS", None)
+    assert env["DATABASE_URL"].startswith("postgres")
+    proc = run_manage("shell", "-c", PREPARED_PROBE, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (json.loads(proc.stdout.strip().splitlines()[-1])["prepared"] > 0) is prepared
