@@ -185,6 +185,25 @@ def bridge_cpu_seconds(master: subprocess.Popen) -> float:
     return total / ticks
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of this machine's PostgreSQL processes (server and backends) so far.
+    Backends that exit between two readings take their CPU with them: read around phases whose
+    connections stay open."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for child in Path("/proc").iterdir():
+        if not child.name.isdigit():
+            continue
+        try:
+            head, tail = (child / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if head.endswith("(postgres"):
+            fields = tail.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def process_cpu_seconds() -> float:
     """User + system CPU seconds of this (bench client) process, all its threads."""
     times = os.times()

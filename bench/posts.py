@@ -199,7 +199,9 @@ def _measured(phase, *args, master=None):
     A phase returns (latencies, elapsed, errors) from Python clients, or a wrk summary (its own CPU)."""
     client_before = common.process_cpu_seconds()
     bridge_before = common.bridge_cpu_seconds(master) if master else 0.0
+    db_before = common.postgres_cpu_seconds()
     outcome = phase(*args)
+    db_cpu = common.postgres_cpu_seconds() - db_before
     if isinstance(outcome, dict):
         summary = outcome
         elapsed = summary.pop("elapsed")
@@ -210,6 +212,7 @@ def _measured(phase, *args, master=None):
         summary["client_cpu"] = round((common.process_cpu_seconds() - client_before) / elapsed, 2)
     if master:
         summary["bridge_cpu"] = round((common.bridge_cpu_seconds(master) - bridge_before) / elapsed, 2)
+    summary["db_cpu"] = round(db_cpu / elapsed, 2)
     return summary
 
 
@@ -256,8 +259,10 @@ def main() -> None:
                     "ceiling_p99_ms": c["p99_ms"],
                     "rest_p50_ms": r["p50_ms"],
                     "rest_p99_ms": r["p99_ms"],
+                    "ceiling_db_cpu": c["db_cpu"],
                     "client_cpu": r["client_cpu"],
                     "bridge_cpu": r["bridge_cpu"],
+                    "db_cpu": r["db_cpu"],
                     "errors": c["errors"] + r["errors"],
                 })
                 common.print_table("post_message: REST vs psycopg ceiling", rows[-1:])
