@@ -68,46 +68,59 @@ def run_clients(clients: int, seconds: float, work) -> tuple[list[float], float,
     return [x for lane in latencies for x in lane], elapsed, sum(errors)
 
 
-def ceiling(clients: int, seconds: float, thread_ids: list[str]):
+def ceiling(clients: int, seconds: float, thread_ids: list[str]) -> dict:
+    """The post's transaction straight through psycopg. The connections open before the timed
+    phase and close after PostgreSQL's CPU is read, so their backends' CPU is counted."""
     import psycopg
 
     url = common.database_url()
+    connections = [psycopg.connect(url) for _ in range(clients)]
 
     def work(index, stop_at, lat, errors):
         sender = f"agent-{index}"
-        with psycopg.connect(url) as conn:
-            while time.monotonic() < stop_at:
-                tid = random.choice(thread_ids)
-                t0 = time.perf_counter()
-                try:
-                    with conn.transaction():
-                        (last_seq,) = conn.execute(
-                            "SELECT last_seq FROM threads_thread WHERE id = %s FOR UPDATE", (tid,)
-                        ).fetchone()
-                        previous = conn.execute(
-                            "SELECT sender_ordinal FROM messaging_message WHERE thread_id = %s AND sender = %s "
-                            "ORDER BY seq DESC LIMIT 1",
-                            (tid, sender),
-                        ).fetchone()
-                        conn.execute(
-                            "UPDATE threads_thread SET last_seq = %s, updated_at = now() WHERE id = %s",
-                            (last_seq + 1, tid),
-                        )
-                        conn.execute(
-                            "INSERT INTO messaging_message (thread_id, seq, sender, sender_ordinal, kind, body, "
-                            "in_reply_to, item_state, idempotency_key, request_hash, finding_fingerprint, created_at) "
-                            "VALUES (%s, %s, %s, %s, 'message', %s, NULL, '', %s, '', '', now())",
-                            (tid, last_seq + 1, sender, (previous[0] if previous else 0) + 1,
-                             "ceiling message body", uuid.uuid4().hex),
-                        )
-                except psycopg.Error as exc:
-                    errors[index] += 1
-                    if errors[index] == 1:
-                        print(f"ceiling client {index}: {exc}")
-                    continue
-                lat.append(time.perf_counter() - t0)
+        conn = connections[index]
+        while time.monotonic() < stop_at:
+            tid = random.choice(thread_ids)
+            t0 = time.perf_counter()
+            try:
+                with conn.transaction():
+                    (last_seq,) = conn.execute(
+                        "SELECT last_seq FROM threads_thread WHERE id = %s FOR UPDATE", (tid,)
+                    ).fetchone()
+                    previous = conn.execute(
+                        "SELECT sender_ordinal FROM messaging_message WHERE thread_id = %s AND sender = %s "
+                        "ORDER BY seq DESC LIMIT 1",
+                        (tid, sender),
+                    ).fetchone()
+                    conn.execute(
+                        "UPDATE threads_thread SET last_seq = %s, updated_at = now() WHERE id = %s",
+                        (last_seq + 1, tid),
+                    )
+                    conn.execute(
+                        "INSERT INTO messaging_message (thread_id, seq, sender, sender_ordinal, kind, body, "
+                        "in_reply_to, item_state, idempotency_key, request_hash, finding_fingerprint, created_at) "
+                        "VALUES (%s, %s, %s, %s, 'message', %s, NULL, '', %s, '', '', now())",
+                        (tid, last_seq + 1, sender, (previous[0] if previous else 0) + 1,
+                         "ceiling message body", uuid.uuid4().hex),
+                    )
+            except psycopg.Error as exc:
+                errors[index] += 1
+                if errors[index] == 1:
+                    print(f"ceiling client {index}: {exc}")
+                continue
+            lat.append(time.perf_counter() - t0)
 
-    return run_clients(clients, seconds, work)
+    client_before, db_before = common.process_cpu_seconds(), common.postgres_cpu_seconds()
+    try:
+        latencies, elapsed, errors = run_clients(clients, seconds, work)
+        db_cpu = common.postgres_cpu_seconds() - db_before
+        client_cpu = common.process_cpu_seconds() - client_before
+    finally:
+        for conn in connections:
+            conn.close()
+        time.sleep(0.5)  # let their backends exit before the next phase reads PostgreSQL's CPU
+    return {**common.summarize(latencies, elapsed), "errors": errors, "elapsed": elapsed,
+            "client_cpu": round(client_cpu / elapsed, 2), "db_cpu": round(db_cpu / elapsed, 2)}
 
 
 def rest(clients: int, seconds: float, thread_ids: list[str], url: str):
@@ -212,7 +225,7 @@ def _measured(phase, *args, master=None):
         summary["client_cpu"] = round((common.process_cpu_seconds() - client_before) / elapsed, 2)
     if master:
         summary["bridge_cpu"] = round((common.bridge_cpu_seconds(master) - bridge_before) / elapsed, 2)
-    summary["db_cpu"] = round(db_cpu / elapsed, 2)
+    summary.setdefault("db_cpu", round(db_cpu / elapsed, 2))
     return summary
 
 

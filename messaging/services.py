@@ -110,34 +110,29 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
     sender's `previous_ordinal` under it (`_post_context`).
 
     `turns_since_progress` (posts only) is written in the same UPDATE that bumps `last_seq`. Every
-    post runs these statements: they are hand-written (orkiva.sql), not built by the ORM.
+    post runs these statements: hand-written (orkiva.sql), and on PostgreSQL sent as one.
     """
     seq = thread.last_seq + 1
-    thread_updates = [seq, sql.param(Thread, "updated_at", now)]
-    if turns_since_progress is not None:
-        thread_updates.append(turns_since_progress)
+    turns = turns_since_progress is not None
+    bump_params = [seq, sql.param(Thread, "updated_at", now), *([turns_since_progress] if turns else []),
+                   sql.param(Thread, "id", thread.pk)]
+    values = {
+        "thread_id": thread.pk, "seq": seq, "sender": sender, "kind": kind, "body": body,
+        "in_reply_to": in_reply_to, "sender_ordinal": (previous_ordinal or 0) + 1,
+        "item_state": kinds.initial_item_state(kind), "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "finding_fingerprint": controls.finding_fingerprint(body) if kind == kinds.FINDING else "",
+        "created_at": now,
+    }
+    insert_params = [sql.param(Message, name, values[name]) for name in _INSERTED]
+    writes = [(sql.statement("thread_bump", lambda: _thread_bump_sql(turns=turns), turns), bump_params)]
+    if reply_effect is not None:
+        writes.append((sql.statement("item_state_update", _item_state_update_sql),
+                       [reply_effect.new_state, reply_effect.target_pk]))
+    ((pk,),) = sql.run_after(writes, sql.statement("message_insert", _message_insert_sql), insert_params)
+    if turns:
         thread.turns_since_progress = turns_since_progress
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.statement("thread_bump", lambda: _thread_bump_sql(turns=turns_since_progress is not None),
-                          turns_since_progress is not None),
-            [*thread_updates, sql.param(Thread, "id", thread.pk)],
-        )
-        thread.last_seq, thread.updated_at = seq, now
-        values = {
-            "thread_id": thread.pk, "seq": seq, "sender": sender, "kind": kind, "body": body,
-            "in_reply_to": in_reply_to, "sender_ordinal": (previous_ordinal or 0) + 1,
-            "item_state": kinds.initial_item_state(kind), "idempotency_key": idempotency_key,
-            "request_hash": request_hash,
-            "finding_fingerprint": controls.finding_fingerprint(body) if kind == kinds.FINDING else "",
-            "created_at": now,
-        }
-        cursor.execute(sql.statement("message_insert", _message_insert_sql),
-                       [sql.param(Message, name, values[name]) for name in _INSERTED])
-        (pk,) = cursor.fetchone()
-        if reply_effect is not None:
-            cursor.execute(sql.statement("item_state_update", _item_state_update_sql),
-                           [reply_effect.new_state, reply_effect.target_pk])
+    thread.last_seq, thread.updated_at = seq, now
     message = Message.from_db(connection.alias, None, [pk, *(values[name] for name in _INSERTED)])
     message.thread = thread
     return message
@@ -166,13 +161,26 @@ def _item_state_update_sql() -> str:
             f"WHERE {sql.column(Message, 'id')} = %s")
 
 
-def _post_context(*, thread: Thread, sender: str, idempotency_key: str | None) -> tuple[int | None, int | None]:
-    """Under the thread's lock, in one statement: the sender's latest ordinal in the thread, and the
-    id of the sender's earlier post with this idempotency key (None without a key or a match).
-    Read after the lock is taken, so a concurrent post of the thread is seen once it committed."""
+@dataclass(frozen=True)
+class PostContext:
+    previous_ordinal: int | None  # the sender's latest ordinal in the thread
+    original_pk: int | None  # the sender's earlier post with this idempotency key
+    rate_rows: list[tuple]  # the rate-limit UPSERT's rows (controls.rate_limit_check judges them)
+
+
+def _post_context(*, thread: Thread, sender: str, idempotency_key: str | None,
+                  rate: controls.RateCount | None = None) -> PostContext:
+    """Under the thread's lock: the sender's latest ordinal and earlier post with this idempotency
+    key (None without a key or a match), and the post counted in its rate windows (`rate`), in one
+    statement on PostgreSQL. Read after the lock is taken, so a concurrent post of the thread is
+    seen once it committed. The count is undone with the transaction if the post is not stored."""
     thread_param, sender_param = sql.param(Message, "thread", thread.pk), sql.param(Message, "sender", sender)
-    return sql.fetchone(sql.statement("post_context", _post_context_sql),
-                        [thread_param, sender_param, thread_param, sender_param, idempotency_key])
+    params = [thread_param, sender_param, thread_param, sender_param, idempotency_key]
+    query = sql.statement("post_context", _post_context_sql)
+    rows = sql.select_with((rate.sql, rate.params) if rate else None, query, params)
+    previous_ordinal, original_pk = rows[0][:2]
+    return PostContext(previous_ordinal=previous_ordinal, original_pk=original_pk,
+                       rate_rows=[row[2:] for row in rows] if rate else [])
 
 
 def _post_context_sql() -> str:
@@ -238,15 +246,18 @@ def message_post(
 def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_reply_to: int | None,
                          idempotency_key: str | None, request_hash: str, now: datetime | None) -> PostResult:
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.MESSAGE_POST, lock=True)
-    previous_ordinal, original_pk = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=idempotency_key)
-    if original_pk is not None:
-        original = Message.objects.get(pk=original_pk)
+    moment = now or timezone.now()
+    rate = controls.rate_count(actor=actor, thread=thread, now=moment)
+    context = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=idempotency_key, rate=rate)
+    if context.original_pk is not None:
+        original = Message.objects.get(pk=context.original_pk)
         if original.request_hash != request_hash:
             raise Conflict(
                 "This idempotency key was used for a different message.",
                 code="idempotency_conflict",
                 details={"idempotency_key": idempotency_key, "original_seq": original.seq},
             )
+        transaction.set_rollback(True)  # a replay stores nothing: its rate count is undone
         return PostResult(message=original, replay=True)
     check_thread_accepts_posts(thread)
     if in_reply_to is not None and not 1 <= in_reply_to <= thread.last_seq:
@@ -255,15 +266,15 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
             code="invalid_reply_target",
             details={"in_reply_to": in_reply_to, "last_seq": thread.last_seq},
         )
-    moment = now or timezone.now()
-    controls.check_rate_limit(actor=actor, thread=thread, now=moment)
+    if rate is not None:
+        controls.rate_limit_check(rate, context.rate_rows)
     effect = _reply_effect(thread=thread, target_seq=in_reply_to, reply_kind=kind)
     progress = effect is not None and effect.is_progress_by(actor.agent_id)
     turns_before = thread.turns_since_progress
     message = _append(
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,
-        idempotency_key=idempotency_key, request_hash=request_hash, now=moment, previous_ordinal=previous_ordinal,
-        reply_effect=effect, turns_since_progress=controls.turns_after_post(thread, progress=progress),
+        idempotency_key=idempotency_key, request_hash=request_hash, now=moment,
+        previous_ordinal=context.previous_ordinal, reply_effect=effect, turns_since_progress=controls.turns_after_post(thread, progress=progress),
     )
     # The post is stored; a control reached by it escalates or blocks the thread in this transaction.
     controls.post_controls_apply(thread=thread, message=message, progress=progress, turns_before=turns_before,
@@ -286,9 +297,9 @@ def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, r
     text = f"Status changed from {old} to {new}."
     if reason:
         text += f" Reason: {reason}"
-    previous_ordinal, _ = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=None)
+    context = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=None)
     return _append(thread=thread, sender=actor.agent_id, kind=kinds.STATUS, body=text, in_reply_to=None,
-                   idempotency_key=None, request_hash="", now=now, previous_ordinal=previous_ordinal)
+                   idempotency_key=None, request_hash="", now=now, previous_ordinal=context.previous_ordinal)
 
 
 def cursor_ack(*, actor: Actor, thread_id, seq: int, now: datetime | None = None) -> CursorState:

@@ -68,6 +68,45 @@ def fetchone(sql: str, params: Iterable[Any] = ()) -> tuple | None:
         return cursor.fetchone()
 
 
+def writes_in_with() -> bool:
+    """Whether INSERT/UPDATE may be WITH clauses of another statement (PostgreSQL, not SQLite)."""
+    return connection.vendor == "postgresql"
+
+
+def run_after(writes: list[tuple[str, list]], query: str, params: list) -> list[tuple]:
+    """Run the `writes` (INSERT/UPDATE without RETURNING), then `query`; return `query`'s rows.
+    On PostgreSQL all of it is one statement, the writes as WITH clauses: one round trip, not n."""
+    with connection.cursor() as cursor:
+        if writes and writes_in_with():
+            clauses = ", ".join(f"w{i} AS ({write})" for i, (write, _) in enumerate(writes))
+            cursor.execute(f"WITH {clauses} {query}", [p for _, ps in writes for p in ps] + list(params))
+            return cursor.fetchall()
+        for write, write_params in writes:
+            cursor.execute(write, write_params)
+        cursor.execute(query, params)
+        return cursor.fetchall()
+
+
+def select_with(write: tuple[str, list] | None, query: str, params: list) -> list[tuple]:
+    """`query`'s row (a SELECT of one row) joined with each row `write` (an INSERT/UPDATE ...
+    RETURNING) returns; without `write`, `query`'s row alone. One statement on PostgreSQL; the
+    write runs after the query on SQLite, and in the same snapshot as the query on PostgreSQL, so
+    the query must not read what the write changes."""
+    with connection.cursor() as cursor:
+        if write is None:
+            cursor.execute(query, params)
+            return cursor.fetchall()
+        write_sql, write_params = write
+        if writes_in_with():
+            cursor.execute(f"WITH w AS ({write_sql}) SELECT q.*, w.* FROM ({query}) AS q CROSS JOIN w",
+                           list(write_params) + list(params))
+            return cursor.fetchall()
+        cursor.execute(query, params)
+        (row,) = cursor.fetchall()
+        cursor.execute(write_sql, write_params)
+        return [row + written for written in cursor.fetchall()]
+
+
 def _converters(model: type[Model], names: tuple[str, ...]) -> list[tuple[int, list, Any]]:
     """Per column, the backend's and the field's from-database converters (what the ORM applies)."""
     key = (connection.vendor, model, names)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
 
 from messaging import kinds
 from messaging.models import Message
-from orkiva import observability
+from orkiva import observability, sql
 from orkiva.errors import RateLimited
 from policy.config import policy_config
 from policy.escalations import (
@@ -39,6 +40,20 @@ SCOPE_THREAD, SCOPE_WORKSPACE = "thread", "workspace"
 
 
 # --- rate limits ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RateCount:
+    """A post's count in its rate windows: the UPSERT that counts it (`sql`, `params`) and what
+    `rate_limit_check` needs to judge the counts it returns. The post's statements may run the
+    UPSERT as part of another statement (messaging.services)."""
+
+    keys: dict[str, str]  # scope -> counter key
+    limits: dict[str, int]
+    window: int
+    epoch: float
+    sql: str
+    params: list
+
+
 def _upsert_sql(rows: int) -> str:
     q = connection.ops.quote_name
     table, key, start, count = q(RateCounter._meta.db_table), q("key"), q("window_start"), q("count")
@@ -62,34 +77,39 @@ def rate_keys(*, actor: Actor, thread: Thread) -> dict[str, str]:
     }
 
 
-def check_rate_limit(*, actor: Actor, thread: Thread, now: datetime) -> None:
-    """Count this post in its windows; raise RateLimited (429, Retry-After) if a limit is passed.
+def rate_count(*, actor: Actor, thread: Thread, now: datetime) -> RateCount | None:
+    """How to count this post in its windows (None when every rate limit is off).
 
-    Call inside the post's transaction: the count commits with the post or rolls back with it.
-    """
+    Run the UPSERT inside the post's transaction: the count commits with the post or rolls back
+    with it (a refused post, an idempotent replay), so only stored posts count."""
     config = policy_config()
     limits = {SCOPE_THREAD: config.rate_limit_thread_posts, SCOPE_WORKSPACE: config.rate_limit_workspace_posts}
     keys = {scope: key for scope, key in rate_keys(actor=actor, thread=thread).items() if limits[scope] > 0}
     if not keys:
-        return
+        return None
     window = config.rate_limit_window_seconds
     epoch = now.timestamp()
     window_start = int(epoch) - int(epoch) % window
     params: list = []
     for key in keys.values():
         params += [key, window_start]
-    with connection.cursor() as cursor:
-        cursor.execute(_upsert_sql(len(keys)), params)
-        counted = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
-    for scope, key in keys.items():
-        count, start = counted[key]
-        if count > limits[scope]:
-            retry_after = max(1, math.ceil(start + window - epoch))
+    return RateCount(keys=keys, limits=limits, window=window, epoch=epoch,
+                     sql=sql.statement("rate_upsert", lambda: _upsert_sql(len(keys)), len(keys)), params=params)
+
+
+def rate_limit_check(count: RateCount, rows: list[tuple]) -> None:
+    """Judge the UPSERT's rows (key, count, window_start): raise RateLimited (429, Retry-After) if a
+    limit is passed; the caller's transaction then rolls back, the count with it."""
+    counted = {row[0]: (row[1], row[2]) for row in rows}
+    for scope, key in count.keys.items():
+        posts, start = counted[key]
+        if posts > count.limits[scope]:
+            retry_after = max(1, math.ceil(start + count.window - count.epoch))
             observability.rate_limited(scope=scope)
             raise RateLimited(
-                f"Too many posts: at most {limits[scope]} per {window} s per agent in this {scope}. "
+                f"Too many posts: at most {count.limits[scope]} per {count.window} s per agent in this {scope}. "
                 f"Retry in {retry_after} s.",
-                details={"scope": scope, "limit": limits[scope], "window_seconds": window,
+                details={"scope": scope, "limit": count.limits[scope], "window_seconds": count.window,
                          "retry_after_seconds": retry_after},
                 headers={"Retry-After": str(retry_after)},
             )

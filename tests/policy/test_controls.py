@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 
 from messaging.models import Message
 from messaging.services import message_post
-from orkiva.errors import Conflict, RateLimited
+from orkiva.errors import Conflict, RateLimited, ValidationFailed
 from policy.config import policy_config
 from policy.escalations import escalation_raise, thread_override, thread_unblock
 from policy.identity import Actor
@@ -119,6 +119,18 @@ def test_replays_are_not_counted(settings, thread, executioner):
     first = message_post(actor=executioner, thread_id=str(thread.pk), body="once", idempotency_key="k", now=NOW)
     again = message_post(actor=executioner, thread_id=str(thread.pk), body="once", idempotency_key="k", now=NOW)
     assert again.replay and again.message.pk == first.message.pk
+    # The post is counted before the replay is known; the replay's transaction undoes its count.
+    counts = dict(RateCounter.objects.values_list("key", "count"))
+    assert counts == {f"thread|{thread.pk}|executioner": 1, "workspace|ws-main|executioner": 1}
+
+
+def test_refused_posts_are_not_counted(settings, thread, executioner):
+    settings.ORKIVA_RATE_LIMIT_THREAD_POSTS = 1
+    with pytest.raises(ValidationFailed):
+        message_post(actor=executioner, thread_id=str(thread.pk), body="x", in_reply_to=99, now=NOW)
+    assert not RateCounter.objects.exists()
+    message_post(actor=executioner, thread_id=str(thread.pk), body="stored", now=NOW)
+    assert RateCounter.objects.get(key=f"thread|{thread.pk}|executioner").count == 1
 
 
 def test_rest_answers_429_with_retry_after(settings, thread, executioner):
