@@ -4,6 +4,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import jwt
 from django.conf import settings
@@ -54,29 +57,46 @@ def _fail(code: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, code=code)
 
 
-def _decode(raw: str) -> dict:
+def _decode(raw: str) -> Mapping[str, Any]:
+    """The token's claims, its signature and registered claims verified (not its expiry: the caller
+    checks that against its own clock). See `_decode_with`; this names the settings it depends on."""
+    return _decode_with(
+        raw, (settings.ORKIVA_SIGNING_KEY, *settings.ORKIVA_SIGNING_KEYS_PREVIOUS), settings.ORKIVA_JWT_ALGORITHM,
+        settings.ORKIVA_JWT_AUDIENCE, settings.ORKIVA_JWT_ISSUER, settings.ORKIVA_JWT_LEEWAY_SECONDS,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _decode_with(raw: str, keys: tuple[str, ...], algorithm: str, audience: str, issuer: str,
+                 leeway: int) -> Mapping[str, Any]:
     """Decode with the current signing key, then with each previous one (a rotation in progress:
     tokens signed before it stay valid until they expire; new ones use the current key). Only the
-    last key's failure reaches the caller."""
+    last key's failure reaches the caller.
+
+    An agent sends the same token on every call until it refreshes it: a verified token is kept
+    (per process, the last 4096), keyed by everything the verification depends on, so a key the
+    rotation drops, or another audience or issuer, verifies again and fails. Nothing here depends
+    on the clock except the issue time, which only moves further into the past; failures are not
+    kept. Revocation and expiry are checked on every call (verify_token)."""
 
     def decode(key: str) -> dict:
         return jwt.decode(
             raw,
             key,
-            algorithms=[settings.ORKIVA_JWT_ALGORITHM],
-            audience=settings.ORKIVA_JWT_AUDIENCE,
-            issuer=settings.ORKIVA_JWT_ISSUER,
-            leeway=settings.ORKIVA_JWT_LEEWAY_SECONDS,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
             options={"require": list(REQUIRED_CLAIMS), "verify_exp": False},
         )
 
-    *earlier, last = [settings.ORKIVA_SIGNING_KEY, *settings.ORKIVA_SIGNING_KEYS_PREVIOUS]
+    *earlier, last = keys
     for key in earlier:
         try:
-            return decode(key)
+            return MappingProxyType(decode(key))
         except jwt.InvalidSignatureError:
             continue  # perhaps signed with a key the rotation kept
-    return decode(last)
+    return MappingProxyType(decode(last))
 
 
 def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
@@ -127,7 +147,7 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     )
 
 
-def _is_revoked(claims: dict) -> bool:
+def _is_revoked(claims: Mapping[str, Any]) -> bool:
     """The token's jti is revoked, or its session was revoked at or after the token was issued.
     Every request asks: one hand-written statement (orkiva.sql)."""
     issued_at = datetime.fromtimestamp(claims["iat"], tz=dt_timezone.utc)

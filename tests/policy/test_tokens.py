@@ -241,3 +241,29 @@ def test_a_previous_key_does_not_accept_tokens_signed_with_an_unknown_key(settin
     with pytest.raises(Unauthenticated) as caught:
         verify_token(signed(key="x" * 48))
     assert caught.value.code == "invalid_signature"
+
+
+def test_a_verified_token_is_kept_but_expiry_revocation_and_settings_still_apply(settings):
+    """The same token on every call is verified once per process (policy.tokens._decode_with);
+    what can change between calls is checked on each one."""
+    from policy.tokens import _decode_with
+
+    token = signed(claims(jti="kept-token"))
+    before = _decode_with.cache_info()
+    assert verify_token(token).agent_id == "executioner"
+    assert verify_token(token).agent_id == "executioner"
+    after = _decode_with.cache_info()
+    assert after.hits >= before.hits + 1 and after.misses == before.misses + 1
+
+    # Expiry is our clock's, on every call.
+    later = timezone.now() + timedelta(days=30)
+    with pytest.raises(Unauthenticated) as caught:
+        verify_token(token, now=later)
+    assert caught.value.code == "token_expired"
+    # Revocation too (test_revoked_by_jti: accepted, revoked, refused). Another audience: verified
+    # again, refused.
+    settings.ORKIVA_JWT_AUDIENCE = "another-bridge"
+    with pytest.raises(Unauthenticated) as caught:
+        verify_token(token)
+    assert caught.value.code == "invalid_audience"
+
