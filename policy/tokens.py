@@ -57,6 +57,11 @@ def _fail(code: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, code=code)
 
 
+# The header (to pin the algorithm before verifying), parsed once per token like its claims below;
+# PyJWT checks every character of every segment while parsing it.
+_unverified_header = lru_cache(maxsize=4096)(jwt.get_unverified_header)
+
+
 def _decode(raw: str) -> Mapping[str, Any]:
     """The token's claims, its signature and registered claims verified (not its expiry: the caller
     checks that against its own clock). See `_decode_with`; this names the settings it depends on."""
@@ -104,7 +109,7 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     if not raw:
         raise _fail("missing_token", "An Authorization: Bearer <token> header is required.")
     try:
-        header = jwt.get_unverified_header(raw)
+        header = _unverified_header(raw)
     except jwt.DecodeError:
         raise _fail("malformed_token", "The bearer token is not a well-formed JWT.") from None
     # The algorithm is pinned by settings; the token's header never chooses it (no `none`, no swaps).
