@@ -185,12 +185,11 @@ def bridge_cpu_seconds(master: subprocess.Popen) -> float:
     return total / ticks
 
 
-def postgres_cpu_seconds() -> float:
-    """User + system CPU seconds of this machine's PostgreSQL processes (server and backends) so far.
-    Backends that exit between two readings take their CPU with them: read around phases whose
-    connections stay open."""
+def postgres_cpu_seconds() -> dict[int, float]:
+    """User + system CPU seconds of each of this machine's PostgreSQL processes so far, by pid.
+    Take the difference of two readings with `postgres_cpu_used`."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    found: dict[int, float] = {}
     for child in Path("/proc").iterdir():
         if not child.name.isdigit():
             continue
@@ -200,8 +199,15 @@ def postgres_cpu_seconds() -> float:
             continue
         if head.endswith("(postgres"):
             fields = tail.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            found[int(child.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def postgres_cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """PostgreSQL's CPU seconds between two readings: processes alive at the second one (those
+    started in between count from zero). A process that exited in between (an autovacuum worker)
+    takes its CPU with it, so this is a lower bound."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def process_cpu_seconds() -> float:

@@ -2,15 +2,17 @@
 
 The ceiling is the same transaction a post makes (lock the thread row, bump last_seq,
 insert the message) issued straight through psycopg by the same number of clients, in
-the same run, on the same PostgreSQL. Run by hand:
+the same run, on the same PostgreSQL. Run by hand (docs/performance.md):
 
     .venv/bin/python bench/posts.py [--clients 1,8,32] [--seconds 10] [--threads 64] [--mcp-clients 1,8]
+                                    [--workers N --gthreads N] [--client wrk|httpx]
 
-Layouts: posts spread over 64 threads, and all on one hot thread. Then MCP post_message vs
-REST post_message (same bridge, same threads): the adapter's overhead as a latency ratio and
-as bridge CPU per call. Each row reports the CPU (in cores) the bench client and the bridge's
-workers used: the client shares the machine with the bridge and PostgreSQL. Ends with the
-peak RSS (VmHWM) of each bridge worker after the load.
+The HTTP load comes from wrk (bench/wrk_posts.lua: one thread and one keep-alive connection per
+agent, closed loop); `--client httpx` uses Python threads of this process instead. Layouts: posts
+spread over 64 threads, and all on one hot thread. Then MCP post_message vs REST post_message
+(same bridge, same threads): the adapter's overhead as a latency ratio and as bridge CPU per
+call. Each row reports the CPU (in cores) the load client, the bridge's workers and PostgreSQL
+used: they share the machine. Ends with the peak RSS (VmHWM) of each bridge worker after the load.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/orkiva_bench).
 """
@@ -113,7 +115,7 @@ def ceiling(clients: int, seconds: float, thread_ids: list[str]) -> dict:
     client_before, db_before = common.process_cpu_seconds(), common.postgres_cpu_seconds()
     try:
         latencies, elapsed, errors = run_clients(clients, seconds, work)
-        db_cpu = common.postgres_cpu_seconds() - db_before
+        db_cpu = common.postgres_cpu_used(db_before, common.postgres_cpu_seconds())
         client_cpu = common.process_cpu_seconds() - client_before
     finally:
         for conn in connections:
@@ -214,7 +216,7 @@ def _measured(phase, *args, master=None):
     bridge_before = common.bridge_cpu_seconds(master) if master else 0.0
     db_before = common.postgres_cpu_seconds()
     outcome = phase(*args)
-    db_cpu = common.postgres_cpu_seconds() - db_before
+    db_cpu = common.postgres_cpu_used(db_before, common.postgres_cpu_seconds())
     if isinstance(outcome, dict):
         summary = outcome
         elapsed = summary.pop("elapsed")
