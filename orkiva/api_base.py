@@ -37,7 +37,9 @@ class SeqField(serializers.IntegerField):
 def parse(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     """Validate input with a serializer; raise the domain's validation error with field details."""
     serializer = serializer_class(data=data)
-    serializer.__dict__["fields"] = _bound_fields(serializer_class)  # DRF's cached_property, filled in
+    fields = _bound_fields(serializer_class)
+    if fields is not None:
+        serializer.__dict__["fields"] = fields  # DRF's cached_property, filled in
     if not serializer.is_valid():
         raise ValidationFailed("The request is not valid.", details={"fields": serializer.errors})
     return serializer.validated_data
@@ -48,12 +50,20 @@ _BOUND_FIELDS: dict[type, Any] = {}
 
 def _bound_fields(serializer_class: type[serializers.Serializer]):
     """The serializer's fields, bound once per class. DRF deep-copies the declared fields for every
-    instance (a tenth of a post's CPU, docs/performance.md); input fields keep no state between
-    validations, so one bound set (on a prototype instance, context empty) serves every request."""
-    fields = _BOUND_FIELDS.get(serializer_class)
-    if fields is None:
-        fields = _BOUND_FIELDS[serializer_class] = serializer_class().fields
-    return fields
+    instance (a tenth of a post's CPU, docs/performance.md); flat input fields keep no state between
+    validations, so one bound set (on a prototype instance, context empty) serves every request.
+    A nested serializer keeps state on its child while validating, and a HiddenField reads the
+    context: a class with either is bound per instance, as DRF does (None here)."""
+    if serializer_class not in _BOUND_FIELDS:
+        fields = serializer_class().fields
+        _BOUND_FIELDS[serializer_class] = None if any(_stateful(f) for f in fields.values()) else fields
+    return _BOUND_FIELDS[serializer_class]
+
+
+def _stateful(field) -> bool:
+    child = getattr(field, "child", None)
+    return isinstance(field, (serializers.BaseSerializer, serializers.HiddenField)) or (
+        child is not None and _stateful(child))
 
 
 def payload_dict(data: Any) -> dict[str, Any]:

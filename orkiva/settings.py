@@ -117,8 +117,10 @@ else:
     _db["CONN_HEALTH_CHECKS"] = env.bool("ORKIVA_DB_CONN_HEALTH_CHECKS", default=True)
     # Server-side binding, and psycopg prepares a statement a connection has run 5 times: the hot
     # paths' statements are planned once per connection instead of on every request.
-    if env.bool("ORKIVA_DB_PREPARED_STATEMENTS", default=True):
-        _db.setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
+    if _db["ENGINE"].endswith("postgresql") and env.bool("ORKIVA_DB_PREPARED_STATEMENTS", default=True):
+        options = _db.setdefault("OPTIONS", {})
+        options.setdefault("server_side_binding", True)
+        options.setdefault("prepare_threshold", 5)  # DATABASE_URL's ?prepare_threshold= wins
 # The same backends wrapped by django-prometheus, which counts connections, queries and errors.
 _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.", 1)
 DATABASES = {"default": _db}

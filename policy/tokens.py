@@ -57,9 +57,12 @@ def _fail(code: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, code=code)
 
 
-# The header (to pin the algorithm before verifying), parsed once per token like its claims below;
-# PyJWT checks every character of every segment while parsing it.
-_unverified_header = lru_cache(maxsize=4096)(jwt.get_unverified_header)
+class _MalformedHeader(Exception):
+    pass
+
+
+class _UnsupportedAlgorithm(Exception):
+    pass
 
 
 def _decode(raw: str) -> Mapping[str, Any]:
@@ -79,10 +82,20 @@ def _decode_with(raw: str, keys: tuple[str, ...], algorithm: str, audience: str,
     last key's failure reaches the caller.
 
     An agent sends the same token on every call until it refreshes it: a verified token is kept
-    (per process, the last 4096), keyed by everything the verification depends on, so a key the
+    (per process, the last 4096; only verified ones, so tokens nobody signed cannot fill it; its
+    header is parsed in here too, PyJWT checking every character of every segment), keyed by
+    everything the verification depends on, so a key the
     rotation drops, or another audience or issuer, verifies again and fails. Nothing here depends
     on the clock except the issue time, which only moves further into the past; failures are not
     kept. Revocation and expiry are checked on every call (verify_token)."""
+
+    # The algorithm is pinned by settings; the token's header never chooses it (no `none`, no swaps).
+    try:
+        header = jwt.get_unverified_header(raw)
+    except jwt.DecodeError:
+        raise _MalformedHeader from None
+    if header.get("alg") != algorithm:
+        raise _UnsupportedAlgorithm
 
     def decode(key: str) -> dict:
         return jwt.decode(
@@ -108,16 +121,13 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     """Verify a bearer token and return its Actor, or raise Unauthenticated with a distinct code."""
     if not raw:
         raise _fail("missing_token", "An Authorization: Bearer <token> header is required.")
-    try:
-        header = _unverified_header(raw)
-    except jwt.DecodeError:
-        raise _fail("malformed_token", "The bearer token is not a well-formed JWT.") from None
-    # The algorithm is pinned by settings; the token's header never chooses it (no `none`, no swaps).
-    if header.get("alg") != settings.ORKIVA_JWT_ALGORITHM:
-        raise _fail("unsupported_algorithm", f"Tokens must be signed with {settings.ORKIVA_JWT_ALGORITHM}.")
     moment = now or timezone.now()
     try:
         claims = _decode(raw)
+    except _MalformedHeader:
+        raise _fail("malformed_token", "The bearer token is not a well-formed JWT.") from None
+    except _UnsupportedAlgorithm:
+        raise _fail("unsupported_algorithm", f"Tokens must be signed with {settings.ORKIVA_JWT_ALGORITHM}.") from None
     except jwt.InvalidSignatureError:
         raise _fail("invalid_signature", "The token's signature does not verify.") from None
     except jwt.MissingRequiredClaimError as exc:

@@ -56,7 +56,16 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
         raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
     thread = sql.instance(Thread, sql.field_names(Thread), row[:-1])
     if member_scope:
-        authorize(actor, op, is_participant=bool(row[-1]), target=str(thread.pk))
+        is_participant = bool(row[-1])
+        if lock:
+            # Under READ COMMITTED a statement that waited for the row lock sees the row as the
+            # lock holder committed it, but its subqueries as they were before the wait: a
+            # participant removed meanwhile would still count. Now that the lock is held, ask again.
+            is_participant = sql.fetchone(
+                sql.statement("participant_exists", _participant_exists_sql),
+                [sql.param(Participant, "thread", thread.pk), sql.param(Participant, "agent_id", actor.agent_id)],
+            ) is not None
+        authorize(actor, op, is_participant=is_participant, target=str(thread.pk))
     else:
         authorize(actor, op, target=str(thread.pk))
     return thread
@@ -72,6 +81,11 @@ def _thread_sql(*, lock: bool) -> str:
         f"FROM {thread} WHERE {thread}.{sql.column(Thread, 'id')} = %s "
         f"AND {thread}.{sql.column(Thread, 'workspace_id')} = %s" + (sql.for_update() if lock else "")
     )
+
+
+def _participant_exists_sql() -> str:
+    return (f"SELECT 1 FROM {sql.table(Participant)} WHERE {sql.column(Participant, 'thread')} = %s "
+            f"AND {sql.column(Participant, 'agent_id')} = %s")
 
 
 def participant_ids(thread: Thread) -> frozenset[str]:

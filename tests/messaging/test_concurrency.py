@@ -135,3 +135,48 @@ def test_real_clients_against_gunicorn(tmp_path):
     assert (first.sender, first.body) == ("writer-00", "exactly once")
     Message.objects.filter(pk=first.pk).update(body="writer-00 #0")
     assert_sender_order(thread)
+
+
+def test_a_participant_removed_while_its_post_waits_for_the_lock_is_refused():
+    """The post waits for the thread's row lock while a coordinator removes its sender; once the
+    removal commits, the post must see it (PostgreSQL re-reads the locked row, not the statement's
+    subqueries: thread_get asks for membership again under the lock)."""
+    from django.db import connection, transaction
+
+    from orkiva.errors import Forbidden
+    from threads.services import participants_change
+
+    thread = ThreadFactory(coordinator=COORDINATOR, participants=["executioner", "reviewer"])
+    reviewer = Actor(agent_id="reviewer", workspace_id="ws-main", role="participant", session_id="s-r")
+    locked, outcome = threading.Event(), {}
+
+    def post():
+        try:
+            locked.wait(timeout=30)
+            message_post(actor=reviewer, thread_id=str(thread.pk), body="after my removal?")
+            outcome["result"] = "stored"
+        except Forbidden as err:
+            outcome["result"] = err.code
+        finally:
+            connections.close_all()
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    with transaction.atomic():
+        participants_change(actor=COORDINATOR, thread_id=str(thread.pk), add=[], remove=["reviewer"])
+        locked.set()
+        # Commit only once the post is waiting for the row lock this transaction holds.
+        with connections["default"].cursor() as cursor:
+            for _ in range(300):
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # else a transaction sees one snapshot
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND pid <> pg_backend_pid() AND datname = current_database()")
+                if cursor.fetchone()[0]:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                pytest.fail("the post never waited for the thread's lock")
+    poster.join(timeout=30)
+    assert outcome["result"] == "not_a_participant", outcome
+    assert not Message.objects.filter(thread_id=thread.pk, sender="reviewer").exists()
+    assert connection.vendor == "postgresql"

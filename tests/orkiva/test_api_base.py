@@ -49,3 +49,24 @@ def test_concurrent_parses_each_get_their_own_result():
             assert result == {"body": ["This field may not be blank."]}, (i, result)
         else:
             assert (result["body"], result["in_reply_to"], result["idempotency_key"]) == (f"b{i}", i + 1, f"k{i}")
+
+
+def test_a_serializer_with_a_nested_serializer_keeps_drfs_own_binding():
+    """A nested serializer keeps state on its child while validating: such a class is not shared."""
+    from rest_framework import serializers
+
+    from orkiva.api_base import _bound_fields
+
+    class Item(serializers.Serializer):
+        name = serializers.CharField()
+
+    class Outer(serializers.Serializer):
+        items = Item(many=True)
+        note = serializers.CharField()
+
+    assert _bound_fields(Outer) is None
+    assert _bound_fields(MessagePostIn) is not None
+    assert parse(Outer, {"items": [{"name": "a"}], "note": "n"}) == {"items": [{"name": "a"}], "note": "n"}
+    with pytest.raises(ValidationFailed) as err:
+        parse(Outer, {"items": [{}], "note": "n"})
+    assert set(err.value.details["fields"]) == {"items"}
