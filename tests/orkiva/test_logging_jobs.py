@@ -86,11 +86,13 @@ def test_a_real_qcluster_logs_jobs_with_their_request_id_and_reports_its_heartbe
         assert lines[0]["pid"] != cluster.pid  # logged by a worker process of the cluster
 
         # The shared cache may still hold the last heartbeat of an earlier test's cluster: find ours.
+        # The job's result is saved by the cluster's monitor after the job has logged: wait for it too.
         deadline = time.monotonic() + 20
         while True:
             ready = Client().get("/readyz").json()
             ours = [c for c in ready["info"]["cluster"].get("clusters", []) if c["pid"] == cluster.pid]
-            if ours or time.monotonic() > deadline:
+            finished = ready["info"]["cluster"].get("last_task_finished_at") is not None
+            if (ours and finished) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         cluster_info = ready["info"]["cluster"]
