@@ -274,7 +274,8 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
     message = _append(
         thread=thread, sender=actor.agent_id, kind=kind, body=body, in_reply_to=in_reply_to,
         idempotency_key=idempotency_key, request_hash=request_hash, now=moment,
-        previous_ordinal=context.previous_ordinal, reply_effect=effect, turns_since_progress=controls.turns_after_post(thread, progress=progress),
+        previous_ordinal=context.previous_ordinal, reply_effect=effect,
+        turns_since_progress=controls.turns_after_post(thread, progress=progress),
     )
     # The post is stored; a control reached by it escalates or blocks the thread in this transaction.
     controls.post_controls_apply(thread=thread, message=message, progress=progress, turns_before=turns_before,

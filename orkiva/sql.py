@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Iterable, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection, models
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -55,18 +55,18 @@ def param(model: type[Model], name: str, value: Any) -> Any:
     """A value prepared for the database as the field would prepare it (a UUID on SQLite, say).
     Text and integer fields take str and int as they are (both drivers adapt them): only the
     other fields pay for Django's preparation, a few microseconds a value on every statement."""
-    field = _prepared_fields.get((model, name))
-    if field is None:
+    found = _PREPARED_FIELDS.get((model, name))
+    if found is None:
         field = model._meta.get_field(name)
-        field = _prepared_fields[(model, name)] = False if isinstance(field, _AS_IS_FIELDS) else field
-    if field is False and (value is None or type(value) in (str, int)):
+        found = _PREPARED_FIELDS[(model, name)] = (field, isinstance(field, _AS_IS_FIELDS))
+    field, as_is = found
+    if as_is and (value is None or type(value) in (str, int)):
         return value
-    db = connections[DEFAULT_DB_ALIAS]
-    return (field or model._meta.get_field(name)).get_db_prep_value(value, db, prepared=False)
+    return field.get_db_prep_value(value, connection, prepared=False)
 
 
 _AS_IS_FIELDS = (models.CharField, models.TextField, models.IntegerField)  # BigInteger, PositiveBigInteger...
-_prepared_fields: dict[tuple, Any] = {}
+_PREPARED_FIELDS: dict[tuple, tuple[Any, bool]] = {}
 
 
 def fetchall(sql: str, params: Iterable[Any] = ()) -> list[tuple]:

@@ -45,39 +45,44 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
     if pk is None:
         raise _not_found(actor, thread_id, other_workspace=False)
     member_scope = scope_for(actor, op) is Scope.MEMBER
-    # Every post, read, ack and summary passes here: one hand-written statement (orkiva.sql) with
-    # the caller's membership in the same row.
-    row = sql.fetchone(
-        sql.statement("thread_get", lambda: _thread_sql(lock=lock), lock),
-        [sql.param(Participant, "agent_id", actor.agent_id), sql.param(Thread, "id", pk),
-         sql.param(Thread, "workspace_id", actor.workspace_id)],
-    )
+    # Every post, read, ack and summary passes here: hand-written statements (orkiva.sql).
+    keys = [sql.param(Thread, "id", pk), sql.param(Thread, "workspace_id", actor.workspace_id)]
+    if lock:
+        row = sql.fetchone(sql.statement("thread_lock", lambda: _thread_sql(lock=True)), keys)
+    else:  # the caller's membership comes with the row
+        row = sql.fetchone(sql.statement("thread_get", lambda: _thread_sql(lock=False)),
+                           [sql.param(Participant, "agent_id", actor.agent_id), *keys])
     if row is None:
         raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
-    thread = sql.instance(Thread, sql.field_names(Thread), row[:-1])
-    if member_scope:
-        is_participant = bool(row[-1])
-        if lock:
-            # Under READ COMMITTED a statement that waited for the row lock sees the row as the
-            # lock holder committed it, but its subqueries as they were before the wait: a
-            # participant removed meanwhile would still count. Now that the lock is held, ask again.
-            is_participant = sql.fetchone(
-                sql.statement("participant_exists", _participant_exists_sql),
-                [sql.param(Participant, "thread", thread.pk), sql.param(Participant, "agent_id", actor.agent_id)],
-            ) is not None
+    names = sql.field_names(Thread)
+    thread = sql.instance(Thread, names, row[:len(names)])
+    if not member_scope:
+        authorize(actor, op, target=str(thread.pk))
+    elif lock:
+        # Under READ COMMITTED a statement that waited for the row lock sees the row as the lock
+        # holder committed it, but its subqueries as they were before the wait: a participant
+        # removed meanwhile would still count. So membership is read once the lock is held.
+        is_participant = sql.fetchone(
+            sql.statement("participant_exists", _participant_exists_sql),
+            [sql.param(Participant, "thread", thread.pk), sql.param(Participant, "agent_id", actor.agent_id)],
+        ) is not None
         authorize(actor, op, is_participant=is_participant, target=str(thread.pk))
     else:
-        authorize(actor, op, target=str(thread.pk))
+        authorize(actor, op, is_participant=bool(row[-1]), target=str(thread.pk))
     return thread
 
 
 def _thread_sql(*, lock: bool) -> str:
-    """SELECT the thread's columns and whether an agent is one of its participants, by id and workspace."""
+    """SELECT the thread's columns by id and workspace: locked, or with whether an agent is one of
+    its participants (a locking statement's subqueries would not see what committed while it waited)."""
     thread, participant = sql.table(Thread), sql.table(Participant)
-    return (
-        f"SELECT {sql.columns(Thread, prefix=thread + '.')}, EXISTS(SELECT 1 FROM {participant} "
+    membership = "" if lock else (
+        f", EXISTS(SELECT 1 FROM {participant} "
         f"WHERE {participant}.{sql.column(Participant, 'thread')} = {thread}.{sql.column(Thread, 'id')} "
-        f"AND {participant}.{sql.column(Participant, 'agent_id')} = %s) "
+        f"AND {participant}.{sql.column(Participant, 'agent_id')} = %s)"
+    )
+    return (
+        f"SELECT {sql.columns(Thread, prefix=thread + '.')}{membership} "
         f"FROM {thread} WHERE {thread}.{sql.column(Thread, 'id')} = %s "
         f"AND {thread}.{sql.column(Thread, 'workspace_id')} = %s" + (sql.for_update() if lock else "")
     )

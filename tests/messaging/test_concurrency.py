@@ -140,7 +140,7 @@ def test_real_clients_against_gunicorn(tmp_path):
 def test_a_participant_removed_while_its_post_waits_for_the_lock_is_refused():
     """The post waits for the thread's row lock while a coordinator removes its sender; once the
     removal commits, the post must see it (PostgreSQL re-reads the locked row, not the statement's
-    subqueries: thread_get asks for membership again under the lock)."""
+    subqueries: thread_get reads membership once it holds the lock)."""
     from django.db import connection, transaction
 
     from orkiva.errors import Forbidden

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("relaxed_policy")]
 
 # Ceilings through the whole REST stack (savepoint statements counted). Post 11 on SQLite, where
 # the post's statements run one by one: revocation lookup, lock the thread, the caller's
-# membership again under the lock, the sender's ordinal and idempotency key, the rate-limit UPSERT
+# membership under the lock, the sender's ordinal and idempotency key, the rate-limit UPSERT
 # (both scopes), the reply target, bump last_seq and the turn counter, insert, 2 savepoint
 # statements, and after the commit the auto-wake rule's runtime lookup; PostgreSQL sends the
 # UPSERT with the ordinal read and the bump with the insert (9). Read 5, ack 8, summary 9. A
