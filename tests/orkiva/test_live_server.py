@@ -21,3 +21,22 @@ def test_real_server_serves_the_api(tmp_path, server, coordinator):
         listed = httpx.get(f"{bridge.base_url}/v1/threads", headers=headers).json()
         assert [t["id"] for t in listed["threads"]] == [created.json()["id"]]
         assert httpx.get(f"{bridge.base_url}/readyz").json()["status"] == "ready"
+
+
+def test_the_wsgi_application_is_loaded_before_its_first_request():
+    """A gunicorn worker imports orkiva.wsgi as it boots: the views, the MCP SDK and its models must
+    be loaded then, not by the first request (which stalled the worker for half a second), and what
+    is loaded kept out of the collector's full collections."""
+    import subprocess
+    import sys
+
+    from tests.live import REPO, subprocess_env
+
+    probe = ("import gc, sys, orkiva.wsgi; "
+             "print(sorted(m for m in ('orkiva.urls', 'orkiva.mcp.view', 'messaging.api', 'mcp.server.mcpserver') "
+             "if m in sys.modules), gc.get_freeze_count() > 10000)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "['mcp.server.mcpserver', 'messaging.api', 'orkiva.mcp.view', 'orkiva.urls'] True")
