@@ -5,14 +5,15 @@ insert the message) issued straight through psycopg by the same number of client
 the same run, on the same PostgreSQL. Run by hand (docs/performance.md):
 
     .venv/bin/python bench/posts.py [--clients 1,8,32] [--seconds 10] [--threads 64] [--mcp-clients 1,8]
-                                    [--workers N --gthreads N] [--client wrk|httpx]
+                                    [--workers N --gthreads N] [--client wrk|httpx] [--warmup 2]
 
 The HTTP load comes from wrk (bench/wrk_posts.lua: one thread and one keep-alive connection per
 agent, closed loop); `--client httpx` uses Python threads of this process instead. Layouts: posts
 spread over 64 threads, and all on one hot thread. Then MCP post_message vs REST post_message
 (same bridge, same threads): the adapter's overhead as a latency ratio and as bridge CPU per
 call. Each row reports the CPU (in cores) the load client, the bridge's workers and PostgreSQL
-used: they share the machine. Ends with the peak RSS (VmHWM) of each bridge worker after the load.
+used: they share the machine. Each HTTP phase follows --warmup seconds of its own load, not
+measured (each worker thread's connection and prepared statements). Ends with the peak RSS (VmHWM) of each bridge worker after the load.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/orkiva_bench).
 """
@@ -209,6 +210,14 @@ def _http_posts(clients, seconds, thread_ids, url, request, ok, headers):
     return run_clients(clients, seconds, work)
 
 
+def warm_up(phase, clients: int, seconds: float, targets: list[str], url: str) -> None:
+    """The phase's own load for a moment, not measured: every worker thread that will serve it has
+    opened its database connection and prepared its statements, so the figures are the steady
+    state's, not the first seconds' (which the first phase after the bridge started paid alone)."""
+    if seconds > 0:
+        phase(clients, seconds, targets, url)
+
+
 def _measured(phase, *args, master=None):
     """Run a phase; add the CPU (in cores) the bench client and the bridge's workers took to its summary.
     A phase returns (latencies, elapsed, errors) from Python clients, or a wrk summary (its own CPU)."""
@@ -236,6 +245,8 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=64, help="threads to spread posts over")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of the same load, not measured, before each HTTP phase (0: none)")
     parser.add_argument("--layouts", default="spread,hot", help="spread (over --threads threads), hot (one thread)")
     parser.add_argument("--mcp-clients", default="1,8", help="client counts for MCP vs REST ('' to skip)")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: infra config)")
@@ -263,6 +274,7 @@ def main() -> None:
                 spread = make_threads(args.threads, agents)
                 targets = spread if layout == "spread" else spread[:1]
                 c = _measured(ceiling, clients, args.seconds, targets)
+                warm_up(rest_phase, clients, args.warmup, targets, url)
                 r = _measured(rest_phase, clients, args.seconds, targets, url, master=master)
                 rows.append({
                     "layout": layout if layout == "hot" else f"{args.threads} threads",
@@ -284,7 +296,9 @@ def main() -> None:
         for clients in mcp_counts:
             common.reset_tables()
             targets = make_threads(args.threads, agents)
+            warm_up(rest_phase, clients, args.warmup, targets, url)
             r = _measured(rest_phase, clients, args.seconds, targets, url, master=master)
+            warm_up(mcp_phase, clients, args.warmup, targets, url)
             m = _measured(mcp_phase, clients, args.seconds, targets, url, master=master)
             mcp_rows.append({
                 "clients": clients,
