@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -105,6 +106,23 @@ class RateLimited(DomainError):
     code = "rate_limited"
 
 
+class ServiceUnavailable(DomainError):
+    status = 503
+
+
+def database_unavailable(exc: BaseException) -> ServiceUnavailable:
+    """The database failed the request, not the request the database: a connection refused or
+    dropped, a deadlock, a lock or statement timeout, SQLite's "database is locked". The
+    transaction rolled back unless the failure hit its COMMIT, so the answer says to retry, with
+    the same idempotency key for a post. The cause goes to the log, not to the client."""
+    err = ServiceUnavailable(
+        "The database could not complete this request. Retry it (a post with the same idempotency key).",
+        code="database_unavailable", details={"retry_after_seconds": 1}, headers={"Retry-After": "1"},
+    )
+    err.__cause__ = exc
+    return err
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "error": {"code": code, "message": message, "details": details or {}},
@@ -141,9 +159,12 @@ def _domain_from_drf(exc: drf_exceptions.APIException) -> DomainError:
 
 
 def to_domain_error(exc: BaseException) -> DomainError | None:
-    """Translate anything a client can cause into a DomainError; None for real bugs."""
+    """Translate anything a client can cause, and the database's failures, into a DomainError;
+    None for real bugs."""
     if isinstance(exc, DomainError):
         return exc
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return database_unavailable(exc)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is larger than the server accepts.", code="request_too_large")
     if isinstance(exc, Http404):

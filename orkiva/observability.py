@@ -60,13 +60,16 @@ MCP_WAITERS = Gauge(
 
 
 def record_failure(err) -> None:
-    """A client-caused failure (any interface): counted by code; 401s also as auth failures."""
+    """A refused request (any interface): counted by code; 401s also as auth failures."""
     FAILURES.labels(code=err.code, status=str(err.status)).inc()
     if err.status == 401:
         AUTH_FAILURES.labels(code=err.code).inc()
     current_call().error_code = err.code
     log = logger.warning if err.status < 500 else logger.error
-    log("domain_error", error_code=err.code, status=err.status, error_message=err.as_body()["message"])
+    fields = {}
+    if err.status >= 500 and err.__cause__ is not None:  # the database's failure behind a 503
+        fields["cause"] = f"{type(err.__cause__).__name__}: {err.__cause__}"
+    log("domain_error", error_code=err.code, status=err.status, error_message=err.as_body()["message"], **fields)
 
 
 def message_posted(*, kind: str, replay: bool) -> None:
