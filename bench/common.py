@@ -70,7 +70,16 @@ def reset_tables() -> None:
     from django.db import OperationalError, connection
 
     # A load client that stops at a deadline (wrk) can leave requests in flight in the bridge; their
-    # transactions hold locks the TRUNCATE waits for (and deadlocks with): retry once they are done.
+    # transactions hold locks the TRUNCATE would wait for and deadlock with (failing them): wait
+    # until they are done, and retry if one slipped in.
+    with connection.cursor() as cursor:
+        for _ in range(100):
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                           "AND state IN ('active', 'idle in transaction')")
+            if not cursor.fetchone()[0]:
+                break
+            time.sleep(0.1)
     for attempt in range(10):
         try:
             with connection.cursor() as cursor:

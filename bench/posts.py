@@ -158,7 +158,7 @@ def wrk_posts(mode: str, clients: int, seconds: float, thread_ids: list[str], ur
         files["tokens"].write_text("\n".join(common.token(f"agent-{i}", WORKSPACE) for i in range(clients)) + "\n")
         files["threads"].write_text("\n".join(thread_ids) + "\n")
         env = {**os.environ, "WRK_TOKENS": str(files["tokens"]), "WRK_THREADS": str(files["threads"]),
-               "WRK_MODE": mode, "WRK_OUT": str(files["out.json"])}
+               "WRK_MODE": mode, "WRK_OUT": str(files["out.json"]), "WRK_RUN": uuid.uuid4().hex}
         cpu_before = _children_cpu_seconds()
         run = subprocess.run(["wrk", f"-t{clients}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
                               "-s", str(common.REPO / "bench" / "wrk_posts.lua"), url],

@@ -6,6 +6,7 @@
 --   WRK_TOKENS   file with one bearer token per line (line i = agent of wrk thread i)
 --   WRK_THREADS  file with one thread id per line
 --   WRK_MODE     "rest" or "mcp"
+--   WRK_RUN      this run's id: idempotency keys are unique across runs on the same tables
 --   WRK_OUT      file the summary is written to (JSON)
 
 local function read_lines(path)
@@ -27,12 +28,13 @@ function setup(thread)
   next_agent = next_agent + 1
 end
 
-local thread_ids, mode, sent
+local thread_ids, mode, run, sent
 failed = 0 -- a global: done() reads it from each thread
 
 function init(args)
   thread_ids = read_lines(os.getenv("WRK_THREADS"))
   mode = os.getenv("WRK_MODE")
+  run = os.getenv("WRK_RUN")
   sent = 0
   math.randomseed(agent * 7919 + os.time())
   wrk.headers["Authorization"] = "Bearer " .. token
@@ -46,7 +48,7 @@ end
 function request()
   sent = sent + 1
   local tid = thread_ids[math.random(#thread_ids)]
-  local key = string.format("%d-%d-%d", agent, os.time(), sent)
+  local key = string.format("%s-%d-%d", run, agent, sent)
   if mode == "mcp" then
     local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"post_message","arguments":'
       .. '{"thread_id":"' .. tid .. '","body":"bench message body","idempotency_key":"' .. key .. '"}}}'
