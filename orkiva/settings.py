@@ -112,7 +112,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db["CONN_MAX_AGE"] = env.int("ORKIVA_DB_CONN_MAX_AGE", default=60)
     # A health check costs a `SELECT 1` round trip on the first query of every request that reuses
-    # a connection; without it a connection the server dropped fails one request (500) before
+    # a connection; without it a connection the server dropped fails one request (503) before
     # Django discards it (docs/performance.md).
     _db["CONN_HEALTH_CHECKS"] = env.bool("ORKIVA_DB_CONN_HEALTH_CHECKS", default=True)
     # Server-side binding, and psycopg prepares a statement a connection has run 5 times: the hot

@@ -75,7 +75,8 @@ def _current_caller() -> McpCaller:
 
 
 def _as_request(fn: Callable[[], T]) -> Callable[[], T]:
-    """Run `fn` the way a request runs: stale connections closed before and after."""
+    """Run `fn` the way a request runs: stale connections closed before and after (a stdio call
+    has no request cycle to do it)."""
 
     def run() -> T:
         close_old_connections()
@@ -99,8 +100,14 @@ async def orm_context():
 
 
 async def orm(fn: Callable[[], T]) -> T:
-    """Run sync ORM code for the current call (inside `orm_context`)."""
-    return await sync_to_async(_as_request(fn), thread_sensitive=True)()
+    """Run sync ORM code for the current call (inside `orm_context`). Over HTTP it runs on the
+    request's own thread, inside Django's request cycle, which closes stale connections at the
+    request's start and end: doing it again around each step made the next query check the
+    connection once more (a `SELECT 1` round trip per call). A wait's reads open and close their
+    own connection (`with_db_slot`)."""
+    if _current_caller().executor is None:
+        fn = _as_request(fn)
+    return await sync_to_async(fn, thread_sensitive=True)()
 
 
 def success(data: dict[str, Any]) -> CallToolResult:

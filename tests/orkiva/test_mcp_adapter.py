@@ -121,3 +121,46 @@ def test_a_failed_check_wakes_the_waiters_and_the_watcher_keeps_going(monkeypatc
     during_outage, woken_by_post = asyncio.run(scenario())
     assert failures == [1]
     assert during_outage is True and woken_by_post is True
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_an_mcp_call_checks_its_connection_once_per_request_as_rest_does(monkeypatch, coordinator, executioner):
+    """The tool's database work runs inside the HTTP request's own cycle (which checks a reused
+    connection once, ORKIVA_DB_CONN_HEALTH_CHECKS): it must not check it again (a `SELECT 1`
+    round trip per call). Through Django's WSGI handler, as gunicorn calls it."""
+    import io
+    import json
+    import sys
+    import uuid
+
+    from django.core.wsgi import get_wsgi_application
+    from tests.conftest import token_for
+
+    thread_id = str(ThreadFactory(coordinator=coordinator, participants=["executioner", "reviewer"]).pk)
+    token, application = token_for(executioner), get_wsgi_application()
+    checks = []
+    backend = type(connections["default"])
+    usable = backend.is_usable
+    monkeypatch.setattr(backend, "is_usable", lambda self: checks.append(1) or usable(self))
+
+    def health_checks_for(path: str, payload: dict) -> int:
+        body = json.dumps(payload).encode()
+        environ = {
+            "REQUEST_METHOD": "POST", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost",
+            "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_ACCEPT": "application/json, text/event-stream",
+            "HTTP_MCP_PROTOCOL_VERSION": "2025-06-18", "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+        }
+        before, status = len(checks), []
+        content = b"".join(application(environ, lambda s, headers, exc_info=None: status.append(s)))
+        assert status[0][:3] in ("200", "201") and b'"isError":true' not in content, (status, content[:300])
+        return len(checks) - before
+
+    post = {"body": "checked once?"}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "post_message", "arguments": {"thread_id": thread_id, **post}}}
+    health_checks_for(f"/v1/threads/{thread_id}/messages", post)  # the connection is now a reused one
+    assert health_checks_for(f"/v1/threads/{thread_id}/messages", {**post, "idempotency_key": uuid.uuid4().hex}) == 1
+    assert health_checks_for("/v1/mcp", call) == 1
