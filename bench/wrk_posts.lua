@@ -34,7 +34,7 @@ failed = 0 -- a global: done() reads it from each thread
 function init(args)
   thread_ids = read_lines(os.getenv("WRK_THREADS"))
   mode = os.getenv("WRK_MODE")
-  run = os.getenv("WRK_RUN")
+  run = os.getenv("WRK_RUN") or tostring(os.time())
   sent = 0
   math.randomseed(agent * 7919 + os.time())
   wrk.headers["Authorization"] = "Bearer " .. token

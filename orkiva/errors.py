@@ -110,14 +110,42 @@ class ServiceUnavailable(DomainError):
     status = 503
 
 
-def database_unavailable(exc: BaseException) -> ServiceUnavailable:
+# The database's own failures, by SQLSTATE (PostgreSQL) or result code (SQLite), with how long to
+# wait: contention clears at once, an unavailable or overloaded server takes longer. Anything else
+# a driver reports as an OperationalError (a missing table, a syntax error) is a bug: a 500.
+_CONTENTION, _UNAVAILABLE = 1, 5
+_SQLSTATE_CLASSES = {"40": _CONTENTION, "08": _UNAVAILABLE, "53": _UNAVAILABLE, "57": _UNAVAILABLE}
+_SQLSTATES = {"55P03": _CONTENTION}  # lock_not_available (lock_timeout)
+_SQLITE_CODES = {"SQLITE_BUSY": _CONTENTION, "SQLITE_LOCKED": _CONTENTION}
+
+
+def _retry_after(exc: BaseException) -> int | None:
+    """Seconds to wait if `exc` is the database failing the request, else None."""
+    if isinstance(exc, InterfaceError):  # the connection is closed
+        return _UNAVAILABLE
+    if not isinstance(exc, OperationalError):
+        return None
+    driver_error = exc.__cause__
+    sqlstate = getattr(driver_error, "sqlstate", None)
+    if sqlstate is not None:
+        return _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2])
+    if hasattr(driver_error, "sqlite_errorname"):
+        return _SQLITE_CODES.get(driver_error.sqlite_errorname)
+    # psycopg without a SQLSTATE: the server could not be reached or the connection broke.
+    return _UNAVAILABLE if type(driver_error).__module__.startswith("psycopg") else None
+
+
+def database_unavailable(exc: BaseException, retry_after: int) -> ServiceUnavailable:
     """The database failed the request, not the request the database: a connection refused or
-    dropped, a deadlock, a lock or statement timeout, SQLite's "database is locked". The
-    transaction rolled back unless the failure hit its COMMIT, so the answer says to retry, with
-    the same idempotency key for a post. The cause goes to the log, not to the client."""
+    dropped, a deadlock, a lock or statement timeout, an overloaded server, SQLite busy. The
+    transaction rolled back unless the failure hit its COMMIT, so the request was most likely not
+    applied; a post retried with its idempotency key is stored once in either case. The cause
+    goes to the log (with its traceback), not to the client."""
     err = ServiceUnavailable(
-        "The database could not complete this request. Retry it (a post with the same idempotency key).",
-        code="database_unavailable", details={"retry_after_seconds": 1}, headers={"Retry-After": "1"},
+        "The database could not complete this request; it was most likely not applied. Retry it "
+        "(a post with the same idempotency key is stored once).",
+        code="database_unavailable", details={"retry_after_seconds": retry_after},
+        headers={"Retry-After": str(retry_after)},
     )
     err.__cause__ = exc
     return err
@@ -163,8 +191,8 @@ def to_domain_error(exc: BaseException) -> DomainError | None:
     None for real bugs."""
     if isinstance(exc, DomainError):
         return exc
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return database_unavailable(exc)
+    if (retry_after := _retry_after(exc)) is not None:
+        return database_unavailable(exc, retry_after)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is larger than the server accepts.", code="request_too_large")
     if isinstance(exc, Http404):

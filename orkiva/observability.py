@@ -68,7 +68,7 @@ def record_failure(err) -> None:
     log = logger.warning if err.status < 500 else logger.error
     fields = {}
     if err.status >= 500 and err.__cause__ is not None:  # the database's failure behind a 503
-        fields["cause"] = f"{type(err.__cause__).__name__}: {err.__cause__}"
+        fields = {"cause": f"{type(err.__cause__).__name__}: {err.__cause__}", "exc_info": err.__cause__}
     log("domain_error", error_code=err.code, status=err.status, error_message=err.as_body()["message"], **fields)
 
 

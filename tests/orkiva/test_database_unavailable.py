@@ -10,15 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from messaging.models import Message
+from orkiva.errors import to_domain_error
 from tests.conftest import token_for
 from tests.factories import ThreadFactory
 from tests.live import bridge_server
 from threads.models import Thread
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 
 def _backend_waiting_for_a_lock(cursor) -> int:
@@ -33,8 +33,10 @@ def _backend_waiting_for_a_lock(cursor) -> int:
     pytest.fail("the post never waited for the thread's lock")
 
 
-EXPECTED_ERROR = {"code": "database_unavailable", "details": {"retry_after_seconds": 1},
-                  "message": "The database could not complete this request. Retry it (a post with the same idempotency key)."}
+# The connection killed by an administrator (SQLSTATE 57P01): the server's trouble, 5 s.
+EXPECTED_ERROR = {"code": "database_unavailable", "details": {"retry_after_seconds": 5},
+                  "message": "The database could not complete this request; it was most likely not applied. "
+                             "Retry it (a post with the same idempotency key is stored once)."}
 
 
 def _send(interface: str, base_url: str, thread_id: str, post: dict, token: str) -> tuple[httpx.Response, dict]:
@@ -50,6 +52,8 @@ def _send(interface: str, base_url: str, thread_id: str, post: dict, token: str)
     return response, response.json()["result"]
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("interface", ["rest", "mcp"])
 def test_a_post_whose_connection_dies_mid_transaction_gets_a_retryable_error(tmp_path, interface, coordinator,
                                                                             executioner):
@@ -66,15 +70,38 @@ def test_a_post_whose_connection_dies_mid_transaction_gets_a_retryable_error(tmp
 
         if interface == "rest":
             assert response.status_code == 503, response.text
-            assert response.headers["Retry-After"] == "1"
+            assert response.headers["Retry-After"] == "5"
         else:  # a tool error result, the REST body as its structured content
             assert response.status_code == 200 and body["isError"] is True, response.text
             body = body["structuredContent"]
         assert body == {"error": EXPECTED_ERROR, "request_id": response.headers["X-Request-ID"]}
         assert "terminating connection due to administrator command" in log  # the cause, for the operator
+        assert "Traceback" in log  # and where it struck
         assert not Message.objects.filter(thread_id=thread.pk).exists()
 
         again, body = _send(interface, bridge.base_url, thread_id, post, token)  # the worker reconnects
         assert again.status_code == (201 if interface == "rest" else 200), again.text
         assert "isError" not in body or body["isError"] is False, body
         assert list(Message.objects.filter(thread_id=thread.pk).values_list("body", flat=True)) == [post["body"]]
+
+
+@pytest.mark.django_db
+def test_a_database_error_that_is_a_bug_stays_a_500():
+    """A missing table is an OperationalError on SQLite (a ProgrammingError on PostgreSQL): a
+    bug to fix, not a reason to retry."""
+    with pytest.raises(DatabaseError) as raised, connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    assert to_domain_error(raised.value) is None
+
+
+def test_an_unreachable_server_is_unavailable():
+    """psycopg reports a refused connection without a SQLSTATE; Django wraps it."""
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect("host=127.0.0.1 port=1 connect_timeout=2")
+    try:
+        raise OperationalError(*refused.value.args) from refused.value
+    except OperationalError as wrapped:
+        err = to_domain_error(wrapped)
+    assert (err.status, err.code, err.headers) == (503, "database_unavailable", {"Retry-After": "5"})
