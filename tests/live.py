@@ -121,14 +121,24 @@ def bridge_server(
             time.sleep(0.1)
         yield BridgeServer(process, base_url, log_path)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait()
+        stop(process, timeout=10, whole_group=True)
         log.close()
+
+
+def stop(process: subprocess.Popen, *, timeout: float, whole_group: bool) -> None:
+    """SIGTERM a process started with start_new_session=True (to its whole group, or to it alone
+    when it stops its own children); SIGKILL its group if it is still there after `timeout`."""
+    if process.poll() is not None:
+        return
+    if whole_group:
+        os.killpg(process.pid, 15)
+    else:
+        process.send_signal(15)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
 
 
 class Cluster:
@@ -157,10 +167,5 @@ def qcluster(tmp_path: Path, *, env: dict[str, str] | None = None) -> Iterator[C
     try:
         yield Cluster(process, log_path)
     finally:
-        process.send_signal(15)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
+        stop(process, timeout=15, whole_group=False)  # qcluster stops its own workers
         log.close()
