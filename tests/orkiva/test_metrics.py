@@ -119,7 +119,7 @@ def families(text: str) -> dict:
 
 
 def test_metrics_exports_library_http_and_db_metrics_ours_and_the_queue(db, thread, executioner):
-    from supervisor.tasks import enqueue_wake
+    from supervisor.queue import enqueue_wake
 
     client_for(executioner).post(f"/v1/threads/{thread.pk}/messages", {"body": "hi"}, format="json")
     async_task("tests.orkiva.test_logging_jobs.probe_job", "queued")  # stays queued: no cluster runs

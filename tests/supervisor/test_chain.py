@@ -264,7 +264,8 @@ def detach(proc: subprocess.Popen) -> None:
 
 def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, thread, coordinator, tmux_server,
                                                                     fast_wakes, clock):
-    from supervisor.services import _apply, _Step, wake_cancel
+    from supervisor.services import wake_cancel
+    from supervisor.services.chain import _apply, _Step
 
     log = tmp_path / "agent.jsonl"
     launch_stand_in(agent_id="reviewer", log=log, ack=False)
@@ -291,7 +292,7 @@ def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, t
 
 def test_a_force_given_while_a_step_runs_is_not_undone_by_the_step(tmp_path, thread, coordinator, tmux_server,
                                                                    fast_wakes, clock):
-    from supervisor.services import _apply, _Step
+    from supervisor.services.chain import _apply, _Step
 
     launch_stand_in(agent_id="reviewer", log=tmp_path / "agent.jsonl", ack=False)
     wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock,

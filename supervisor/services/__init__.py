@@ -1,0 +1,21 @@
+"""Supervisor writes, by job: the runtime registry (runtimes), launching managed agents (launch),
+wake requests (wakes) and the wake chain (chain); trace holds what they share. The queue of wake
+jobs is supervisor.queue; the jobs themselves are supervisor.tasks."""
+from supervisor.services.chain import wake_advance
+from supervisor.services.launch import LaunchResult, runtime_launch
+from supervisor.services.runtimes import (
+    check_runtime_input,
+    runtime_deregister,
+    runtime_heartbeat,
+    runtime_register,
+    runtime_set_paused,
+    runtimes_expire,
+)
+from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, supervisor_actor
+from supervisor.services.wakes import dedupe_key_for, wake_cancel, wake_prompt, wake_trigger, wakes_for_post
+
+__all__ = [
+    "LaunchResult", "SYSTEM_ID", "SYSTEM_ROLE", "check_runtime_input", "dedupe_key_for", "runtime_deregister",
+    "runtime_heartbeat", "runtime_launch", "runtime_register", "runtime_set_paused", "runtimes_expire",
+    "supervisor_actor", "wake_advance", "wake_cancel", "wake_prompt", "wake_trigger", "wakes_for_post",
+]

@@ -1,0 +1,256 @@
+"""The runtime registry: agents register, heartbeat and deregister their runtimes; operators pause
+them; the sweep applies the heartbeat policy."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orkiva.errors import Forbidden, NotFound, ValidationFailed
+from policy.audit import audit_record
+from policy.identity import IDENTIFIER_HELP, Actor, is_identifier
+from policy.roles import Op, authorize
+from sessions.models import RUNTIME_TYPES
+from supervisor import reasons, tmux
+from supervisor.models import (
+    MANAGED,
+    PTY_BACKENDS,
+    PTY_NONE,
+    PTY_TMUX,
+    ST_ACTIVE,
+    ST_DEREGISTERED,
+    ST_EXPIRED,
+    ST_IDLE,
+    ST_OFFLINE,
+    UNMANAGED,
+    Runtime,
+    WakeRequest,
+)
+from supervisor.selectors import runtime_of
+from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, enqueue_on_commit, runtime_snapshot
+
+
+def check_runtime_input(*, session_id: str, runtime_type: str, pty_backend: str, pty_target: str) -> None:
+    errors: dict[str, str] = {}
+    if session_id and not is_identifier(session_id):
+        errors["session_id"] = IDENTIFIER_HELP
+    if runtime_type not in RUNTIME_TYPES:
+        errors["runtime_type"] = f"one of {', '.join(RUNTIME_TYPES)}"
+    if pty_backend not in PTY_BACKENDS:
+        errors["pty_backend"] = f"one of {', '.join(PTY_BACKENDS)}"
+    if pty_target and not re.match(r"^[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+$", pty_target):
+        errors["pty_target"] = "a tmux target session:window.pane"
+    if errors:
+        raise ValidationFailed("The runtime is not valid.", details={"fields": errors})
+
+
+
+
+@transaction.atomic
+def runtime_register(
+    *,
+    actor: Actor,
+    runtime_type: str,
+    session_id: str = "",
+    pid: int | None = None,
+    pty_backend: str = PTY_NONE,
+    pty_target: str = "",
+    host: str = "",
+    now: datetime | None = None,
+) -> Runtime:
+    """An agent registers its own runtime (identity from the token). Self-registered runtimes are
+    unmanaged: the supervisor never types into a pane it did not start. Re-registering a runtime
+    the supervisor launched keeps it managed and keeps its target."""
+    authorize(actor, Op.SESSION_HEARTBEAT)
+    check_runtime_input(session_id=session_id, runtime_type=runtime_type, pty_backend=pty_backend, pty_target=pty_target)
+    moment = now or timezone.now()
+    runtime = Runtime.objects.select_for_update().filter(workspace_id=actor.workspace_id, agent_id=actor.agent_id).first()
+    old = runtime_snapshot(runtime) if runtime else None
+    if runtime is None:
+        runtime = Runtime(workspace_id=actor.workspace_id, agent_id=actor.agent_id, registered_at=moment)
+        runtime.management_mode = UNMANAGED
+    was_managed = runtime.management_mode == MANAGED and runtime.state != ST_DEREGISTERED
+    if not was_managed:
+        runtime.management_mode = UNMANAGED
+        runtime.pty_backend, runtime.pty_target = pty_backend, pty_target
+        runtime.host = host
+    runtime.runtime_type = runtime_type
+    runtime.session_id = session_id or runtime.session_id
+    runtime.pid = pid if pid is not None else runtime.pid
+    runtime.state, runtime.last_heartbeat_at, runtime.updated_at = ST_ACTIVE, moment, moment
+    runtime.save()
+    audit_record(
+        actor=actor,
+        action="runtime.register",
+        target_type="runtime",
+        target_id=f"{actor.agent_id}",
+        old=old,
+        new=runtime_snapshot(runtime),
+        now=moment,
+    )
+    return runtime
+
+
+def runtime_heartbeat(*, actor: Actor, session_id: str = "", now: datetime | None = None) -> Runtime:
+    """The caller's runtime is alive (no audit row: heartbeats are frequent and carry no decision)."""
+    authorize(actor, Op.SESSION_HEARTBEAT)
+    if session_id and not is_identifier(session_id):
+        raise ValidationFailed("Not a valid session id.", details={"fields": {"session_id": IDENTIFIER_HELP}})
+    moment = now or timezone.now()
+    runtime = runtime_of(workspace_id=actor.workspace_id, agent_id=actor.agent_id)
+    if runtime is None or runtime.state == ST_DEREGISTERED:
+        raise NotFound(
+            "No runtime is registered for you; register it first (POST /v1/runtimes).",
+            code="runtime_not_found",
+            details={"agent_id": actor.agent_id},
+        )
+    values: dict[str, Any] = {"last_heartbeat_at": moment, "state": ST_ACTIVE, "updated_at": moment}
+    if session_id:
+        values["session_id"] = session_id
+    Runtime.objects.filter(pk=runtime.pk).update(**values)
+    runtime.refresh_from_db()
+    return runtime
+
+
+@transaction.atomic
+def runtime_deregister(
+    *, actor: Actor, workspace_id: str, agent_id: str, reason: str = "", now: datetime | None = None
+) -> Runtime:
+    """Deregister a runtime (the agent itself, or an operator). Active wakes stop being injected."""
+    if not actor.is_operator and (actor.agent_id, actor.workspace_id) != (agent_id, workspace_id):
+        raise Forbidden("You may deregister only your own runtime.", code="forbidden")
+    runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+    if runtime is None:
+        raise NotFound("No such runtime.", code="runtime_not_found", details={"agent_id": agent_id})
+    moment = now or timezone.now()
+    old = runtime_snapshot(runtime)
+    runtime.state, runtime.updated_at = ST_DEREGISTERED, moment
+    runtime.save(update_fields=["state", "updated_at"])
+    audit_record(
+        actor=actor,
+        workspace_id=workspace_id,
+        action="runtime.deregister",
+        target_type="runtime",
+        target_id=agent_id,
+        reason=reason,
+        old=old,
+        new=runtime_snapshot(runtime),
+        now=moment,
+    )
+    return runtime
+
+
+def runtime_set_paused(
+    *, operator: Actor, workspace_id: str, agent_id: str, paused: bool, reason: str, now: datetime | None = None
+) -> Runtime:
+    """Pause or resume injection into a runtime. Resuming releases the wakes held for it."""
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    moment = now or timezone.now()
+    with transaction.atomic():
+        runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+        if runtime is None:
+            raise NotFound("No such runtime.", code="runtime_not_found", details={"agent_id": agent_id})
+        old = runtime_snapshot(runtime)
+        runtime.paused, runtime.updated_at = paused, moment
+        runtime.save(update_fields=["paused", "updated_at"])
+        audit_record(
+            actor=operator,
+            workspace_id=workspace_id,
+            action="runtime.pause" if paused else "runtime.resume",
+            target_type="runtime",
+            target_id=agent_id,
+            reason=reason,
+            old=old,
+            new=runtime_snapshot(runtime),
+            now=moment,
+        )
+        if not paused:
+            held = list(
+                WakeRequest.objects.filter(
+                    workspace_id=workspace_id, agent_id=agent_id, status=reasons.QUEUED, reason_code=reasons.R_PAUSED
+                ).values_list("pk", flat=True)
+            )
+            WakeRequest.objects.filter(pk__in=held).update(next_attempt_at=moment, updated_at=moment)
+            for pk in held:
+                enqueue_on_commit(pk)
+    return runtime
+
+
+@transaction.atomic
+def runtime_register_managed(
+    *, operator: Actor, agent_id: str, workspace_id: str, runtime_type: str, session_id: str, pid: int | None,
+    pty_target: str, workdir: str, reason: str, now: datetime,
+) -> Runtime:
+    runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+    old = runtime_snapshot(runtime) if runtime else None
+    if runtime is None:
+        runtime = Runtime(workspace_id=workspace_id, agent_id=agent_id)
+    runtime.session_id = session_id or (runtime.session_id if old else "")
+    runtime.runtime_type = runtime_type
+    runtime.pid, runtime.pty_backend, runtime.pty_target = pid, PTY_TMUX, pty_target
+    runtime.management_mode, runtime.host, runtime.workdir = MANAGED, tmux.supervisor_host(), workdir
+    runtime.paused, runtime.state = False, ST_IDLE
+    runtime.last_heartbeat_at = None  # launched, not heard from yet
+    runtime.registered_at = runtime.updated_at = now
+    runtime.save()
+    audit_record(
+        actor=operator,
+        workspace_id=workspace_id,
+        action="runtime.launch",
+        target_type="runtime",
+        target_id=agent_id,
+        reason=reason,
+        old=old,
+        new=runtime_snapshot(runtime),
+        now=now,
+    )
+    return runtime
+
+
+def runtimes_expire(*, now: datetime | None = None) -> dict[str, int]:
+    """The heartbeat policy, run by the scheduled sweep: silent runtimes go idle, then expire;
+    managed runtimes of this host whose pane is gone go offline."""
+    moment = now or timezone.now()
+    idle_before = moment - timedelta(seconds=settings.ORKIVA_RUNTIME_IDLE_SECONDS)
+    expire_before = moment - timedelta(seconds=settings.ORKIVA_RUNTIME_EXPIRE_SECONDS)
+    counts = {"idle": 0, "expired": 0, "offline": 0}
+    live = Runtime.objects.filter(state__in=(ST_ACTIVE, ST_IDLE))
+    counts["idle"] = live.filter(state=ST_ACTIVE, last_heartbeat_at__lt=idle_before).update(state=ST_IDLE, updated_at=moment)
+    # a runtime never heard from since registration counts from its registration
+    silent = Q(last_heartbeat_at__lt=expire_before) | Q(last_heartbeat_at__isnull=True, registered_at__lt=expire_before)
+    for runtime in live.filter(silent):
+        counts["expired"] += _runtime_state_change(runtime, ST_EXPIRED, reasons.R_STALE_SESSION, moment)
+    for runtime in Runtime.objects.filter(
+        state__in=(ST_ACTIVE, ST_IDLE), management_mode=MANAGED, pty_backend=PTY_TMUX, host=tmux.supervisor_host()
+    ):
+        pane = tmux.pane_state(runtime.pty_target)
+        if not pane.exists or pane.dead:
+            code = reasons.R_TARGET_MISSING if not pane.exists else reasons.R_TARGET_DEAD
+            counts["offline"] += _runtime_state_change(runtime, ST_OFFLINE, code, moment)
+    return counts
+
+
+@transaction.atomic
+def _runtime_state_change(runtime: Runtime, state: str, reason_code: str, now: datetime) -> int:
+    changed = Runtime.objects.filter(pk=runtime.pk, state=runtime.state).update(state=state, updated_at=now)
+    if changed:
+        audit_record(
+            actor=None,
+            actor_id=SYSTEM_ID,
+            actor_role=SYSTEM_ROLE,
+            workspace_id=runtime.workspace_id,
+            action="runtime.state",
+            target_type="runtime",
+            target_id=runtime.agent_id,
+            reason_code=reason_code,
+            old={"state": runtime.state},
+            new={"state": state},
+            now=now,
+        )
+    return changed

@@ -1,0 +1,80 @@
+"""Shared by the supervisor's services: who the supervisor acts as, a wake's trace rows (attempt
+and audit), and what waits for the commit (the job, the finished-wake metric)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from orkiva import observability
+from policy.audit import audit_record
+from policy.identity import Actor
+from supervisor import reasons
+from supervisor.queue import enqueue_wake
+from supervisor.models import Runtime, WakeAttempt, WakeRequest
+
+
+SYSTEM_ID, SYSTEM_ROLE = "supervisor", "system"
+
+
+def supervisor_actor(workspace_id: str) -> Actor:
+    """Who the supervisor acts as when it issues tokens for the agents it wakes."""
+    return Actor.operator(name="supervisor", workspace_id=workspace_id)
+
+
+def enqueue_on_commit(wake_id, delay_seconds: float = 0.0) -> None:
+    transaction.on_commit(lambda: enqueue_wake(wake_id, delay_seconds=delay_seconds), robust=True)
+
+
+def attempt_record(
+    wake: WakeRequest, *, step: str, outcome: str, reason_code: str, now: datetime, detail: dict | None = None,
+    started: datetime | None = None, actor: Actor | None = None, reason: str = "",
+) -> WakeAttempt:
+    """Record one step of a wake and its audit row (the caller is inside the transaction)."""
+    attempt = WakeAttempt.objects.create(
+        wake=wake, step=step, outcome=outcome, reason_code=reason_code, detail=detail or {},
+        started_at=started or now, finished_at=now,
+    )
+    audit_record(
+        actor=actor,
+        actor_id=None if actor else SYSTEM_ID,
+        actor_role=None if actor else SYSTEM_ROLE,
+        workspace_id=wake.workspace_id,
+        action=f"wake.{step}",
+        target_type="wake",
+        target_id=str(wake.pk),
+        reason=reason,
+        reason_code=reason_code,
+        new={"outcome": outcome, "status": wake.status, "agent_id": wake.agent_id, "thread_id": str(wake.thread_id),
+             "trace_id": wake.trace_id},
+        now=now,
+    )
+    return attempt
+
+
+def guidance_for(runtime: Runtime) -> str:
+    return reasons.MANAGED_GUIDANCE.format(
+        agent_id=runtime.agent_id, workspace_id=runtime.workspace_id, runtime_type=runtime.runtime_type
+    )
+
+
+def count_finished_on_commit(wake: WakeRequest, *, now: datetime) -> None:
+    """A wake reached its final status: count it, by path and outcome, with its duration, once committed."""
+    seconds = (now - wake.created_at).total_seconds()
+    path, outcome = wake.path or "none", wake.status
+    transaction.on_commit(lambda: observability.wake_finished(path=path, outcome=outcome, seconds=seconds),
+                          robust=True)
+
+def runtime_snapshot(runtime: Runtime) -> dict[str, Any]:
+    return {
+        "session_id": runtime.session_id,
+        "runtime_type": runtime.runtime_type,
+        "management_mode": runtime.management_mode,
+        "pty_backend": runtime.pty_backend,
+        "pty_target": runtime.pty_target,
+        "pid": runtime.pid,
+        "host": runtime.host,
+        "paused": runtime.paused,
+        "state": runtime.state,
+    }

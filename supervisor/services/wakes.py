@@ -1,0 +1,248 @@
+"""Wake requests: triggers (REST, MCP, operator), the auto-wake rule run when a post commits, and
+an operator's cancel. A wake is a row before it is a job; the chain (chain.py) runs it."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from messaging.selectors import cursor_position, unread_count
+from orkiva import observability, sql
+from orkiva.context import current_request_id
+from orkiva.errors import Conflict, Forbidden, RateLimited, ValidationFailed
+from policy.identity import IDENTIFIER_HELP, Actor, is_identifier
+from policy.roles import Op
+from supervisor import reasons
+from supervisor.models import ST_ACTIVE, ST_DEREGISTERED, UNMANAGED, Runtime, WakeRequest
+from supervisor.selectors import last_activity, runtime_of, runtime_state, wake_get
+from supervisor.services.trace import (
+    SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for,
+)
+from threads import transitions
+from threads.models import Participant, Thread
+from threads.selectors import participant_ids, thread_get
+
+
+@transaction.atomic
+def wake_cancel(*, operator: Actor, wake_id, reason: str, now: datetime | None = None) -> WakeRequest:
+    """Stop an active wake (an operator's recovery from a stuck one). Final status `cancelled`;
+    a step running at that moment finishes its side effect, is recorded, and changes nothing."""
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", code="reason_required")
+    wake = wake_get(actor=operator, wake_id=wake_id)
+    wake = WakeRequest.objects.select_for_update().get(pk=wake.pk)
+    if wake.status in reasons.FINAL_STATUSES:
+        raise Conflict(
+            f"The wake is already {wake.status}.", code="wake_already_final",
+            details={"wake_id": str(wake.pk), "status": wake.status},
+        )
+    moment = now or timezone.now()
+    old_status = wake.status
+    wake.status, wake.reason_code, wake.stage = reasons.CANCELLED, reasons.R_OPERATOR_CANCELLED, reasons.STAGE_DONE
+    wake.finished_at, wake.next_attempt_at, wake.updated_at = moment, None, moment
+    wake.save(update_fields=["status", "reason_code", "stage", "finished_at", "next_attempt_at", "updated_at"])
+    attempt_record(wake, step="request", outcome=reasons.CANCELLED, reason_code=reasons.R_OPERATOR_CANCELLED, now=moment,
+             actor=operator, reason=reason.strip(), detail={"cancelled_by": operator.agent_id, "was": old_status})
+    count_finished_on_commit(wake, now=moment)
+    return wake
+
+
+def dedupe_key_for(*, workspace_id: str, agent_id: str, thread_id) -> str:
+    return f"wake:{workspace_id}:{agent_id}:{thread_id}"
+
+
+def _one_line(text: str) -> str:
+    """Typed into a pane, a newline would submit early: prompts are one line."""
+    return " ".join(text.split())
+
+
+def wake_prompt(*, thread: Thread, agent_id: str, reason: str) -> str:
+    values = {
+        "thread_id": str(thread.pk),
+        "title": thread.title,
+        "agent_id": agent_id,
+        "workspace_id": thread.workspace_id,
+        "reason": f" Reason: {reason}" if reason.strip() else "",
+    }
+    return _one_line(settings.ORKIVA_WAKE_PROMPT.format_map(values))
+
+
+def _wake_create(
+    *,
+    thread: Thread,
+    agent_id: str,
+    source: str,
+    requested_by: str,
+    actor: Actor | None,
+    reason: str,
+    force: bool,
+    now: datetime,
+) -> WakeRequest:
+    """Create a wake, or return the one it collapses onto (`wake.deduped` says which).
+    The caller holds a transaction; the job is enqueued when it commits."""
+    workspace_id = thread.workspace_id
+    key = dedupe_key_for(workspace_id=workspace_id, agent_id=agent_id, thread_id=thread.pk)
+    existing = WakeRequest.objects.select_for_update().filter(dedupe_key=key, status__in=reasons.ACTIVE_STATUSES).first()
+    if existing is None and not force:
+        window = now - timedelta(seconds=settings.ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS)
+        existing = WakeRequest.objects.filter(dedupe_key=key, created_at__gte=window).order_by("-created_at").first()
+    if existing is not None:
+        if force and not existing.force and existing.status in reasons.ACTIVE_STATUSES:
+            existing.force, existing.updated_at = True, now
+            existing.reason = reason or existing.reason
+            existing.save(update_fields=["force", "reason", "updated_at"])
+            attempt_record(existing, step="request", outcome=reasons.OUT_CREATED, reason_code=reasons.R_FORCED, now=now,
+                     actor=actor, reason=reason, detail={"forced_by": requested_by})
+            if existing.status == reasons.QUEUED and existing.reason_code == reasons.R_MAX_DEFER:
+                WakeRequest.objects.filter(pk=existing.pk).update(next_attempt_at=now)
+                enqueue_on_commit(existing.pk)
+        existing.deduped = True
+        return existing
+    window_start = now - timedelta(seconds=settings.ORKIVA_WAKE_RATE_WINDOW_SECONDS)
+    recent = WakeRequest.objects.filter(workspace_id=workspace_id, agent_id=agent_id, created_at__gte=window_start).count()
+    if recent >= settings.ORKIVA_WAKE_RATE_LIMIT:
+        raise RateLimited(
+            f"{agent_id} was woken {recent} times in the last {int(settings.ORKIVA_WAKE_RATE_WINDOW_SECONDS)}s.",
+            code="wake_rate_limited",
+            details={"agent_id": agent_id, "limit": settings.ORKIVA_WAKE_RATE_LIMIT,
+                     "window_seconds": settings.ORKIVA_WAKE_RATE_WINDOW_SECONDS},
+            audit={"actor": actor, "actor_id": None if actor else requested_by, "actor_role": None if actor else SYSTEM_ROLE,
+                   "workspace_id": workspace_id, "action": "wake.rate_limited", "target_type": "agent",
+                   "target_id": agent_id},
+        )
+    runtime = runtime_of(workspace_id=workspace_id, agent_id=agent_id)
+    wake = WakeRequest(
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        thread=thread,
+        runtime=runtime,
+        source=source,
+        requested_by=requested_by,
+        reason=reason,
+        force=force,
+        dedupe_key=key,
+        trace_id=uuid.uuid4().hex,
+        request_id=current_request_id() or "",
+        status=reasons.PENDING,
+        stage=reasons.STAGE_INJECT,
+        reason_code=reasons.R_CREATED,
+        prompt=wake_prompt(thread=thread, agent_id=agent_id, reason=reason),
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with transaction.atomic():
+            wake.save(force_insert=True)
+    except IntegrityError:  # a concurrent request created the active wake first
+        winner = WakeRequest.objects.filter(dedupe_key=key, status__in=reasons.ACTIVE_STATUSES).first()
+        if winner is None:
+            raise
+        winner.deduped = True
+        return winner
+    attempt_record(wake, step="request", outcome=reasons.OUT_CREATED, reason_code=reasons.R_CREATED, now=now, actor=actor,
+             reason=reason, detail={"source": source, "requested_by": requested_by, "force": force})
+    if runtime is not None and runtime.management_mode == UNMANAGED:
+        # Deterministic and immediate: never typed into; the chain starts at resume.
+        wake.status, wake.stage, wake.reason_code = reasons.UNMANAGED_RUNTIME, reasons.STAGE_RESUME, reasons.R_UNMANAGED
+        wake.save(update_fields=["status", "stage", "reason_code"])
+        attempt_record(wake, step="inject", outcome=reasons.OUT_SKIPPED, reason_code=reasons.R_UNMANAGED, now=now,
+                 detail={"guidance": guidance_for(runtime)})
+    enqueue_on_commit(wake.pk)
+    transaction.on_commit(lambda: observability.wake_requested(source=source), robust=True)
+    wake.deduped = False
+    return wake
+
+
+@transaction.atomic
+def wake_trigger(
+    *, actor: Actor, thread_id, agent_id: str, reason: str = "", force: bool = False, now: datetime | None = None
+) -> WakeRequest:
+    """Ask the supervisor to wake `agent_id` about a thread: `trigger_participant`, REST and the
+    operator command all come here. Answers at once; the chain runs in the supervisor's jobs."""
+    thread = thread_get(actor=actor, thread_id=thread_id, op=Op.WAKE_TRIGGER)
+    if not is_identifier(agent_id):
+        raise ValidationFailed("Not a valid agent id.", details={"fields": {"agent_id": IDENTIFIER_HELP}})
+    if agent_id not in participant_ids(thread):
+        raise ValidationFailed(
+            f"{agent_id} is not a participant of this thread.", code="agent_not_in_thread",
+            details={"agent_id": agent_id},
+        )
+    reason = (reason or "").strip()
+    if len(reason) > 1000:
+        raise ValidationFailed("The reason is at most 1000 characters.", details={"fields": {"reason": "too long"}})
+    if force:
+        if not actor.is_operator:
+            raise Forbidden(
+                "Only an operator may force a wake past a typing human.", code="force_requires_operator",
+                audit={"actor": actor, "action": "wake.force.denied", "target_type": "thread",
+                       "target_id": str(thread.pk)},
+            )
+        if not reason:
+            raise ValidationFailed("A forced wake needs a reason.", code="reason_required")
+    source = reasons.SOURCE_OPERATOR if actor.is_operator else reasons.SOURCE_TRIGGER
+    return _wake_create(
+        thread=thread, agent_id=agent_id, source=source, requested_by=actor.agent_id, actor=actor,
+        reason=reason, force=force, now=now or timezone.now(),
+    )
+
+
+def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, thread: Thread | None = None) -> list[WakeRequest]:
+    """The auto-wake rule, run when a post commits: wake each other participant whose runtime is
+    idle or offline and who has unread messages in the thread. Never the sender; agents with no
+    registered (or a deregistered) runtime are not woken automatically.
+
+    `thread` is the post's thread as it committed (the post passes it: no re-read); without it the
+    thread is read. One query finds the candidate runtimes; nothing more runs when there are none."""
+    if not settings.ORKIVA_WAKE_AUTO:
+        return []
+    moment = now or timezone.now()
+    if thread is None:
+        thread = Thread.objects.filter(pk=thread_id).first()
+    # A blocked thread (policy stopped the agents) or a closed one wakes nobody: the woken agent
+    # could only meet 409 thread_blocked, and waking each other is how a loop keeps going.
+    if thread is None or thread.status in (transitions.BLOCKED, transitions.CLOSED):
+        return []
+    # Every post runs this query, and in most it finds nobody: hand-written (orkiva.sql), ids only.
+    candidates = sql.fetchall(
+        sql.statement("wake_candidates", _wake_candidates_sql),
+        [thread.workspace_id, ST_DEREGISTERED, sql.param(Participant, "thread", thread.pk), sender],
+    )
+    if not candidates:
+        return []
+    woken = []
+    for runtime in Runtime.objects.filter(pk__in=[pk for (pk,) in candidates]).order_by("agent_id"):
+        activity = last_activity(runtime, workspace_id=thread.workspace_id, agent_id=runtime.agent_id)
+        if runtime_state(runtime, now=moment, activity=activity) == ST_ACTIVE:
+            continue
+        last_read = cursor_position(thread=thread, agent_id=runtime.agent_id)
+        if unread_count(thread=thread, agent_id=runtime.agent_id, last_read_seq=last_read) == 0:
+            continue
+        try:
+            with transaction.atomic():
+                wake = _wake_create(
+                    thread=thread, agent_id=runtime.agent_id, source=reasons.SOURCE_AUTO, requested_by=sender,
+                    actor=None, reason="", force=False, now=moment,
+                )
+        except RateLimited as err:
+            from orkiva.errors import report_error
+
+            report_error(err)  # audited and counted; the post itself stands
+            continue
+        woken.append(wake)
+    return woken
+
+
+def _wake_candidates_sql() -> str:
+    """The ids of the runtimes (not deregistered) of a thread's participants other than the sender."""
+    runtime, participant = sql.table(Runtime), sql.table(Participant)
+    agent = sql.column(Runtime, "agent_id")
+    return (
+        f"SELECT {sql.column(Runtime, 'id')} FROM {runtime} WHERE {sql.column(Runtime, 'workspace_id')} = %s "
+        f"AND {sql.column(Runtime, 'state')} <> %s AND {agent} IN (SELECT {sql.column(Participant, 'agent_id')} "
+        f"FROM {participant} WHERE {sql.column(Participant, 'thread')} = %s "
+        f"AND {sql.column(Participant, 'agent_id')} <> %s)"
+    )
