@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite setup migrate
+NODE_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
+
+.PHONY: run test test-sqlite setup setup-clis migrate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +18,16 @@ $(STAMP): pyproject.toml
 	touch $@
 
 setup: $(STAMP)
+
+# The real agent CLIs the tests drive (Codex CLI, Claude Code) and the Node runtime, pinned in
+# package-lock.json and installed under node_modules/ (never globally). Needs npm on PATH.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm is needed to install the agent CLIs the tests run (package.json)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -f node_modules/.installed-*
+	touch $@
+
+setup-clis: $(NODE_STAMP)
 
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput
@@ -27,9 +39,9 @@ run: migrate
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orkiva
 
 ## Create the environment and run the whole test suite against PostgreSQL (TEST_DATABASE_URL).
-test: setup
+test: setup setup-clis
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The embedded default: every test that does not need PostgreSQL's row locks, on SQLite.
-test-sqlite: setup
+test-sqlite: setup setup-clis
 	DATABASE_URL=sqlite:///$(CURDIR)/var/test-orkiva.sqlite3 $(BIN)/python -m pytest -m "not postgres_only" $(PYTEST_ARGS)
