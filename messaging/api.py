@@ -13,6 +13,7 @@ from messaging.selectors import message_page
 from orkiva.api_base import SeqField, TextField, errors, parse, payload_dict
 from orkiva.errors import ValidationFailed
 from policy.services import check_payload_identity
+from supervisor.services import ACK_CURSOR, ACK_READ, wakes_acknowledge
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -95,6 +96,7 @@ class MessageCollectionView(APIView):
             after_seq=query.get("after_seq"),
             limit=query.get("limit", settings.ORKIVA_READ_LIMIT_DEFAULT),
         )
+        wakes_acknowledge(actor=request.user, thread_id=page.thread.pk, signal=ACK_READ)
         return Response(page_json(page))
 
     @extend_schema(
@@ -135,4 +137,5 @@ class AckView(APIView):
     def post(self, request, thread_id: str):
         data = parse(AckIn, payload_dict(request.data))
         state = services.cursor_ack(actor=request.user, thread_id=thread_id, seq=data["seq"])
+        wakes_acknowledge(actor=request.user, thread_id=state.thread.pk, signal=ACK_CURSOR)
         return Response(cursor_json(state))

@@ -71,6 +71,9 @@ class WakeRequest(models.Model):
     deferred_since = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     injected_at = models.DateTimeField(null=True, blank=True)
+    # The agent's first sign, for this thread, that this wake reached it (wakes_acknowledge).
+    acked_at = models.DateTimeField(null=True, blank=True)
+    ack_signal = models.CharField(max_length=32, blank=True, default="")
     ack_deadline = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)  # a worker is running a step until then

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Max, Q
 
-from messaging.models import ReadCursor
 from orkiva.errors import NotFound
 from policy.identity import Actor
 from policy.roles import Op
@@ -47,18 +46,23 @@ def runtime_list(*, workspace_id: str | None = None) -> list[Runtime]:
     return list(queryset.order_by("workspace_id", "agent_id"))
 
 
-def ack_signal(*, workspace_id: str, agent_id: str, thread_id, since: datetime) -> str | None:
-    """What acknowledged an injection made at `since`: a heartbeat or read-cursor progress, or None."""
+def heartbeat_signal(*, workspace_id: str, agent_id: str, since: datetime) -> str | None:
+    """A heartbeat of the agent (its runtime's or a session's) after `since`, or None."""
     if Runtime.objects.filter(workspace_id=workspace_id, agent_id=agent_id, last_heartbeat_at__gt=since).exists():
         return "runtime_heartbeat"
     if AgentSession.objects.filter(workspace_id=workspace_id, agent_id=agent_id, last_heartbeat_at__gt=since).exists():
         return "session_heartbeat"
-    # Cursors only move forward, and updated_at changes only when one does: progress.
-    if ReadCursor.objects.filter(
-        thread__workspace_id=workspace_id, agent_id=agent_id, updated_at__gt=since
-    ).exists():
-        return "read_progress"
     return None
+
+
+def wake_ack(wake: WakeRequest, *, since: datetime) -> str | None:
+    """What acknowledged the wake's delivery that began at `since`: the agent's own sign for the
+    wake's thread, marked on the row (`wakes_acknowledge`: a read, an ack, a turn started), or a
+    heartbeat of the agent after it. None: nothing yet."""
+    marked = WakeRequest.objects.filter(pk=wake.pk).values_list("acked_at", "ack_signal").first()
+    if marked and marked[0] is not None:
+        return marked[1]
+    return heartbeat_signal(workspace_id=wake.workspace_id, agent_id=wake.agent_id, since=since)
 
 
 def wake_get(*, actor: Actor, wake_id) -> WakeRequest:

@@ -33,7 +33,7 @@ from policy.roles import Op
 from sessions.presenters import session_json
 from sessions.services import session_heartbeat
 from supervisor.presenters import wake_json
-from supervisor.services import wake_trigger
+from supervisor.services import ACK_CURSOR, ACK_READ, wake_trigger, wakes_acknowledge
 from threads import transitions
 from threads.presenters import thread_json
 from threads.selectors import thread_get
@@ -83,7 +83,14 @@ def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int |
     page = message_page(
         actor=actor, thread_id=thread_id, after_seq=after_seq, limit=limit or settings.ORKIVA_READ_LIMIT_DEFAULT
     )
+    wakes_acknowledge(actor=actor, thread_id=page.thread.pk, signal=ACK_READ)
     return page_json(page)
+
+
+def _ack(actor: Actor, thread_id: str, seq: int) -> dict[str, Any]:
+    state = cursor_ack(actor=actor, thread_id=thread_id, seq=seq)
+    wakes_acknowledge(actor=actor, thread_id=state.thread.pk, signal=ACK_CURSOR)
+    return cursor_json(state)
 
 
 class OrkivaMCPServer(MCPServer):
@@ -256,9 +263,7 @@ def build_server() -> MCPServer:
         thread_id: ThreadId,
         seq: Annotated[int, Field(ge=0, description="The seq you have read up to (at most the thread's last_seq).")],
     ) -> CursorResult:
-        return await run_tool(
-            "ack_read", lambda actor: cursor_json(cursor_ack(actor=actor, thread_id=thread_id, seq=seq))
-        )
+        return await run_tool("ack_read", lambda actor: _ack(actor, thread_id, seq))
 
     @mcp.tool(
         name="update_thread_status",

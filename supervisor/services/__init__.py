@@ -12,9 +12,13 @@ from supervisor.services.runtimes import (
     runtimes_expire,
 )
 from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, supervisor_actor
-from supervisor.services.wakes import dedupe_key_for, wake_cancel, wake_prompt, wake_trigger, wakes_for_post
+from supervisor.services.wakes import (
+    ACK_CURSOR, ACK_READ, ACK_TURN, dedupe_key_for, wake_cancel, wake_prompt, wake_trigger, wakes_acknowledge,
+    wakes_for_post,
+)
 
 __all__ = [
+    "ACK_CURSOR", "ACK_READ", "ACK_TURN", "wakes_acknowledge",
     "LaunchResult", "SYSTEM_ID", "SYSTEM_ROLE", "check_runtime_input", "dedupe_key_for", "runtime_deregister",
     "runtime_heartbeat", "runtime_launch", "runtime_register", "runtime_set_paused", "runtimes_expire",
     "supervisor_actor", "wake_advance", "wake_cancel", "wake_prompt", "wake_trigger", "wakes_for_post",

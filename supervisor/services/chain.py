@@ -17,7 +17,7 @@ from sessions.services import session_heartbeat
 from supervisor import reasons, runner, tmux
 from supervisor.collision import DEFER, INJECT, CollisionPolicy, collision_decide
 from supervisor.models import PTY_TMUX, ST_DEREGISTERED, ST_EXPIRED, ST_OFFLINE, UNMANAGED, Runtime, WakeRequest
-from supervisor.selectors import ack_signal, last_activity, runtime_of
+from supervisor.selectors import last_activity, runtime_of, wake_ack
 from supervisor.services.trace import attempt_record, count_finished_on_commit, guidance_for, supervisor_actor
 from threads.models import Thread
 from threads.summary import summary_of, summary_text
@@ -52,7 +52,11 @@ def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest |
         if (wake.lease_until and wake.lease_until > moment) or (wake.next_attempt_at and wake.next_attempt_at > moment):
             return wake, False
         wake.lease_until = moment + lease
-        wake.save(update_fields=["lease_until"])
+        fields = ["lease_until"]
+        if wake.status != reasons.AWAITING_ACK:  # this step may deliver anew: only a sign from now on acks it
+            wake.acked_at, wake.ack_signal = None, ""
+            fields += ["acked_at", "ack_signal"]
+        wake.save(update_fields=fields)
     step = _Step()
     try:
         if wake.stage == reasons.STAGE_INJECT:
@@ -164,8 +168,7 @@ def _step_inject(wake: WakeRequest, step: _Step, now: datetime) -> None:
 
 
 def _check_ack(wake: WakeRequest, step: _Step, now: datetime) -> None:
-    signal = ack_signal(workspace_id=wake.workspace_id, agent_id=wake.agent_id, thread_id=wake.thread_id,
-                        since=wake.injected_at)
+    signal = wake_ack(wake, since=wake.injected_at)
     if signal:
         step.attempt("inject", reasons.OUT_ACKED, reasons.R_ACKED, {"signal": signal})
         _finish(step, status=reasons.DELIVERED, path="inject", reason_code=reasons.R_ACKED, now=now)

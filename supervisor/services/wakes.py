@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging.selectors import cursor_position, unread_count
@@ -246,3 +247,28 @@ def _wake_candidates_sql() -> str:
         f"FROM {participant} WHERE {sql.column(Participant, 'thread')} = %s "
         f"AND {sql.column(Participant, 'agent_id')} <> %s)"
     )
+
+
+# The agent's own signs that a wake reached it (docs/supervisor.md, "Delivered").
+ACK_READ, ACK_CURSOR, ACK_TURN = "read_messages", "ack_read", "turn_started"
+
+
+def wakes_acknowledge(*, actor: Actor, signal: str, thread_id=None, now: datetime | None = None) -> int:
+    """The agent showed that a wake reached it: it read the wake's thread or acked in it, or (its
+    hook) a turn started. Marks the first such sign on the agent's wakes being delivered: awaiting
+    the ack of an injection, or under a step's lease (typed a moment ago; a resume or spawn running).
+    A step that starts a new delivery clears the mark (chain.wake_advance), so a sign given while a
+    wake only waited (deferred, queued) is not taken for the next delivery's ack.
+
+    Every read of a thread asks: one indexed probe, and an update only when a wake is there."""
+    moment = now or timezone.now()
+    delivering = WakeRequest.objects.filter(
+        workspace_id=actor.workspace_id, agent_id=actor.agent_id, status__in=reasons.ACTIVE_STATUSES,
+        acked_at__isnull=True,
+    ).filter(Q(status=reasons.AWAITING_ACK) | Q(lease_until__gt=moment))
+    if thread_id is not None:
+        delivering = delivering.filter(thread_id=thread_id)
+    pks = list(delivering.values_list("pk", flat=True)[:20])
+    if not pks:
+        return 0
+    return WakeRequest.objects.filter(pk__in=pks, acked_at__isnull=True).update(acked_at=moment, ack_signal=signal)
