@@ -233,10 +233,26 @@ ORKIVA_TMUX_SOCKET = env.str("ORKIVA_TMUX_SOCKET", default="orkiva")
 ORKIVA_TMUX_CONFIG = env.str("ORKIVA_TMUX_CONFIG", default="")
 ORKIVA_TMUX_SESSION_PREFIX = env.str("ORKIVA_TMUX_SESSION_PREFIX", default="orkiva")
 ORKIVA_SUPERVISOR_HOST = env.str("ORKIVA_SUPERVISOR_HOST", default="")  # empty: socket.gethostname()
+# The token of a resumed or spawned run: it lasts the run (the command's timeout) at least.
 ORKIVA_RUNTIME_TOKEN_TTL_SECONDS = env.int("ORKIVA_RUNTIME_TOKEN_TTL_SECONDS", default=ORKIVA_TOKEN_TTL_SECONDS)
+# The credential of a launched agent: the CLIs read their token once, at start-up, so it lasts as long
+# as the runtime is registered (up to this), and is revoked when the runtime is deregistered, expires,
+# goes offline or is launched again (docs/supervisor.md, "Credentials").
+ORKIVA_RUNTIME_CREDENTIAL_TTL_SECONDS = env.int("ORKIVA_RUNTIME_CREDENTIAL_TTL_SECONDS", default=30 * 86400)
+# The supervisor's files per agent (the MCP and settings files a launch writes for Claude Code).
+ORKIVA_RUNTIME_DIR = Path(env.str("ORKIVA_RUNTIME_DIR", default=str(VAR_DIR / "runtimes")))
+# The agent CLIs: their executables (a name on PATH, or a path).
+ORKIVA_AGENT_CLIS = {
+    "codex": env.str("ORKIVA_CODEX_BIN", default="codex"),
+    "claude": env.str("ORKIVA_CLAUDE_BIN", default="claude"),
+}
 ORKIVA_RUNTIME_IDLE_SECONDS = env.int("ORKIVA_RUNTIME_IDLE_SECONDS", default=300)
 ORKIVA_RUNTIME_EXPIRE_SECONDS = env.int("ORKIVA_RUNTIME_EXPIRE_SECONDS", default=43200)
 ORKIVA_WAKE_AUTO = env.bool("ORKIVA_WAKE_AUTO", default=True)
+# How long a pasted prompt may take to be submitted (the TUI's turn starts, or its input line empties).
+ORKIVA_WAKE_SUBMIT_TIMEOUT_SECONDS = env.float("ORKIVA_WAKE_SUBMIT_TIMEOUT_SECONDS", default=5)
+# A busy or approval state older than this, with no signal since, is no longer believed (a lost Stop).
+ORKIVA_WAKE_BUSY_MAX_SECONDS = env.float("ORKIVA_WAKE_BUSY_MAX_SECONDS", default=1800)
 ORKIVA_WAKE_QUIET_WINDOW_SECONDS = env.float("ORKIVA_WAKE_QUIET_WINDOW_SECONDS", default=20)
 ORKIVA_WAKE_RECHECK_SECONDS = env.float("ORKIVA_WAKE_RECHECK_SECONDS", default=5)
 ORKIVA_WAKE_MAX_DEFER_SECONDS = env.float("ORKIVA_WAKE_MAX_DEFER_SECONDS", default=60)
@@ -256,26 +272,19 @@ ORKIVA_WAKE_RATE_WINDOW_SECONDS = env.float("ORKIVA_WAKE_RATE_WINDOW_SECONDS", d
 ORKIVA_WAKE_SWEEP_MINUTES = env.int("ORKIVA_WAKE_SWEEP_MINUTES", default=1)
 ORKIVA_WAKE_PROMPT = env.str(
     "ORKIVA_WAKE_PROMPT",
-    default="Orkiva: unread messages for you in thread {thread_id} ({title}). "
+    default="Orkiva wake {wake_ref}: unread messages for you in thread {thread_id} ({title}). "
     "Read them with read_messages, act on them, then ack_read.{reason}",
 )
 ORKIVA_WAKE_SPAWN_PROMPT = env.str(
     "ORKIVA_WAKE_SPAWN_PROMPT",
-    default="Orkiva: you are {agent_id} in workspace {workspace_id}. A thread needs you; your earlier "
+    default="Orkiva wake {wake_ref}: you are {agent_id} in workspace {workspace_id}. A thread needs you; your earlier "
     "session could not be resumed. Thread summary:\n{summary}\nRead the thread with read_messages, "
     "act on it, then ack_read.",
 )
-# Runtime command templates, split like a shell would (shlex) but executed as argv lists, never
-# through a shell; each {placeholder} fills exactly one argument. Empty: the step is skipped.
+# Resume and spawn commands: Codex CLI and Claude Code are built in (supervisor/clis); for runtime
+# type `other`, templates split like a shell would (shlex) but executed as argv lists, never through
+# a shell; each {placeholder} fills exactly one argument. Empty: the step is skipped.
 ORKIVA_WAKE_COMMANDS = {
-    "codex": {
-        "resume": env.str("ORKIVA_CODEX_RESUME_COMMAND", default="codex exec resume {session_id} {prompt}"),
-        "spawn": env.str("ORKIVA_CODEX_SPAWN_COMMAND", default="codex exec --json {prompt}"),
-    },
-    "claude": {
-        "resume": env.str("ORKIVA_CLAUDE_RESUME_COMMAND", default="claude -p --resume {session_id} {prompt}"),
-        "spawn": env.str("ORKIVA_CLAUDE_SPAWN_COMMAND", default="claude -p --output-format json {prompt}"),
-    },
     "other": {
         "resume": env.str("ORKIVA_OTHER_RESUME_COMMAND", default=""),
         "spawn": env.str("ORKIVA_OTHER_SPAWN_COMMAND", default=""),

@@ -11,6 +11,7 @@ from policy.api import RefreshView
 from sessions.api import AgentSessionsView, HeartbeatView
 from supervisor.api import (
     RuntimeDeregisterView,
+    RuntimeEventView,
     RuntimeHeartbeatView,
     RuntimeRegisterView,
     WakeDetailView,
@@ -53,6 +54,7 @@ urlpatterns = [
     path("v1/wakes/<str:wake_id>", WakeDetailView.as_view(), name="wake"),
     path("v1/runtimes", RuntimeRegisterView.as_view(), name="runtimes"),
     path("v1/runtimes/heartbeat", RuntimeHeartbeatView.as_view(), name="runtime-heartbeat"),
+    path("v1/runtimes/events", RuntimeEventView.as_view(), name="runtime-event"),
     path("v1/runtimes/deregister", RuntimeDeregisterView.as_view(), name="runtime-deregister"),
 ]
 

@@ -15,15 +15,18 @@ from policy.models import Revocation
 from policy.tokens import MintedToken, mint_token
 
 
-def check_token_request(*, agent_id: str, workspace_id: str, role: str, session_id: str, ttl_seconds: int) -> None:
+def check_token_request(
+    *, agent_id: str, workspace_id: str, role: str, session_id: str, ttl_seconds: int, max_ttl_seconds: int | None = None
+) -> None:
     errors: dict[str, str] = {}
     for name, value in (("agent_id", agent_id), ("workspace_id", workspace_id), ("session_id", session_id)):
         if not is_identifier(value):
             errors[name] = IDENTIFIER_HELP
     if role not in TOKEN_ROLES:
         errors["role"] = f"one of {', '.join(TOKEN_ROLES)}"
-    if not 1 <= ttl_seconds <= settings.ORKIVA_TOKEN_MAX_TTL_SECONDS:
-        errors["ttl"] = f"between 1 and {settings.ORKIVA_TOKEN_MAX_TTL_SECONDS} seconds"
+    longest = settings.ORKIVA_TOKEN_MAX_TTL_SECONDS if max_ttl_seconds is None else max_ttl_seconds
+    if not 1 <= ttl_seconds <= longest:
+        errors["ttl"] = f"between 1 and {longest} seconds"
     if errors:
         raise ValidationFailed("The token request is not valid.", details={"fields": errors})
 
@@ -37,12 +40,16 @@ def token_issue(
     role: str,
     session_id: str,
     ttl_seconds: int | None = None,
+    max_ttl_seconds: int | None = None,
     reason: str = "",
     now: datetime | None = None,
 ) -> MintedToken:
-    """Mint a short-lived token for an agent and audit who issued it (never the token itself)."""
+    """Mint a short-lived token for an agent and audit who issued it (never the token itself).
+    `max_ttl_seconds` lifts ORKIVA_TOKEN_MAX_TTL_SECONDS for a caller that bounds the token's life
+    otherwise (a managed runtime's credential, revoked when the runtime ends)."""
     ttl = settings.ORKIVA_TOKEN_TTL_SECONDS if ttl_seconds is None else ttl_seconds
-    check_token_request(agent_id=agent_id, workspace_id=workspace_id, role=role, session_id=session_id, ttl_seconds=ttl)
+    check_token_request(agent_id=agent_id, workspace_id=workspace_id, role=role, session_id=session_id, ttl_seconds=ttl,
+                        max_ttl_seconds=max_ttl_seconds)
     minted = mint_token(
         agent_id=agent_id, workspace_id=workspace_id, role=role, session_id=session_id, ttl_seconds=ttl, now=now
     )
@@ -88,6 +95,7 @@ def token_revoke(
     jti: str | None = None,
     session_id: str | None = None,
     workspace_id: str | None = None,
+    reason_code: str = "operator_revoked",
     now: datetime | None = None,
 ) -> Revocation:
     """Revoke one token by jti, or every token of a session issued up to now. Audited."""
@@ -116,7 +124,7 @@ def token_revoke(
         target_type=kind,
         target_id=value,
         reason=reason,
-        reason_code="operator_revoked",
+        reason_code=reason_code,
         new={"kind": kind, "value": value, "revoked_at": revocation.revoked_at.isoformat()},
     )
     return revocation

@@ -13,6 +13,8 @@ class AgentSession(models.Model):
     session_id = models.CharField(max_length=128)
     runtime_type = models.CharField(max_length=16, choices=[(t, t) for t in RUNTIME_TYPES])
     resumable = models.BooleanField(default=True)
+    # Where the session lives: Claude Code keeps sessions per directory, Codex resumes in the cwd.
+    workdir = models.CharField(max_length=1024, blank=True, default="")
     last_heartbeat_at = models.DateTimeField()
     created_at = models.DateTimeField()
 

@@ -11,9 +11,10 @@ from orkiva.api_base import TextField, errors, parse, payload_dict
 from policy.services import check_payload_identity
 from sessions.models import RUNTIME_TYPES
 from supervisor import services
-from supervisor.models import PTY_BACKENDS, PTY_NONE
+from supervisor.models import AGENT_STATES, PTY_BACKENDS, PTY_NONE
 from supervisor.presenters import runtime_json, wake_json
 from supervisor.selectors import wake_get
+from supervisor.services.signals import EVENTS, runtime_signal
 
 
 class WakeIn(serializers.Serializer):
@@ -72,6 +73,16 @@ class RuntimeHeartbeatIn(serializers.Serializer):
     session_id = TextField(max_length=128, required=False, default="", allow_blank=True)
 
 
+class RuntimeEventIn(serializers.Serializer):
+    event = serializers.ChoiceField(choices=list(EVENTS), help_text="What the agent's CLI reported.")
+    session_id = TextField(max_length=128, required=False, default="", allow_blank=True,
+                           help_text="The CLI's own session id (Codex's thread id, Claude Code's session id).")
+    workdir = TextField(max_length=1024, required=False, default="", allow_blank=True,
+                        help_text="The directory the session runs in (an absolute path).")
+    wake_ref = TextField(max_length=32, required=False, default="", allow_blank=True,
+                         help_text="turn_started: the wake marker (w-...) found in the prompt, if any.")
+
+
 class RuntimeDeregisterIn(serializers.Serializer):
     reason = TextField(max_length=1000, required=False, default="", allow_blank=True)
 
@@ -89,6 +100,9 @@ class RuntimeOut(serializers.Serializer):
     workdir = serializers.CharField(allow_null=True)
     paused = serializers.BooleanField()
     state = serializers.CharField()
+    state_source = serializers.CharField(allow_null=True, help_text="Which signals report the agent's state.")
+    agent_state = serializers.ChoiceField(choices=AGENT_STATES, help_text="What the agent itself is doing.")
+    agent_state_at = serializers.DateTimeField(allow_null=True)
     last_heartbeat_at = serializers.DateTimeField(allow_null=True)
     registered_at = serializers.DateTimeField()
     guidance = serializers.CharField(required=False)
@@ -145,6 +159,21 @@ class RuntimeHeartbeatView(APIView):
     def post(self, request):
         data = parse(RuntimeHeartbeatIn, payload_dict(request.data))
         runtime = services.runtime_heartbeat(actor=request.user, session_id=data["session_id"])
+        return Response(runtime_json(runtime))
+
+
+class RuntimeEventView(APIView):
+    @extend_schema(
+        operation_id="runtimes_event",
+        request=RuntimeEventIn,
+        responses={200: RuntimeOut, **errors(400, 401, 403, 404)},
+        description="What your CLI is doing, reported by the hooks a launch configures (supervisor/hook.py): "
+        "a session or a turn started or ended, an approval awaited. Not a heartbeat.",
+    )
+    def post(self, request):
+        data = parse(RuntimeEventIn, payload_dict(request.data))
+        runtime = runtime_signal(actor=request.user, event=data["event"], session_id=data["session_id"],
+                                 workdir=data["workdir"], wake_ref=data["wake_ref"])
         return Response(runtime_json(runtime))
 
 

@@ -16,6 +16,10 @@ PTY_BACKENDS = (PTY_TMUX, PTY_NONE)
 # Stored states; `active` vs `idle` is also derived from the heartbeat age (selectors.runtime_state).
 ST_ACTIVE, ST_IDLE, ST_OFFLINE, ST_EXPIRED, ST_DEREGISTERED = "active", "idle", "offline", "expired", "deregistered"
 RUNTIME_STATES = (ST_ACTIVE, ST_IDLE, ST_OFFLINE, ST_EXPIRED, ST_DEREGISTERED)
+# What the agent itself is doing, from the runtime's own signals (Claude Code's hooks, Codex's
+# notify, the supervisor's own submissions): docs/supervisor.md, "The agent's state".
+AGENT_UNKNOWN, AGENT_IDLE, AGENT_BUSY, AGENT_APPROVAL = "unknown", "idle", "busy", "awaiting_approval"
+AGENT_STATES = (AGENT_UNKNOWN, AGENT_IDLE, AGENT_BUSY, AGENT_APPROVAL)
 
 
 class Runtime(models.Model):
@@ -27,10 +31,20 @@ class Runtime(models.Model):
     runtime_type = models.CharField(max_length=16, choices=[(t, t) for t in RUNTIME_TYPES])
     pid = models.PositiveIntegerField(null=True, blank=True)
     pty_backend = models.CharField(max_length=8, choices=[(b, b) for b in PTY_BACKENDS], default=PTY_NONE)
-    pty_target = models.CharField(max_length=256, blank=True, default="")  # tmux "session:window.pane"
+    pty_target = models.CharField(max_length=256, blank=True, default="")  # tmux "session:window.pane" or "%pane"
+    # The tmux server of the target: empty for the supervisor's own (ORKIVA_TMUX_SOCKET), else the
+    # socket path of the server a user started the agent in (orkiva_runtime attach).
+    tmux_socket = models.CharField(max_length=1024, blank=True, default="")
     management_mode = models.CharField(max_length=16, choices=[(m, m) for m in MANAGEMENT_MODES])
     host = models.CharField(max_length=255, blank=True, default="")
     workdir = models.CharField(max_length=1024, blank=True, default="")
+    # The token session of the credential a launch gave the agent: revoked when the runtime ends.
+    credential_session = models.CharField(max_length=128, blank=True, default="")
+    # Which signals report the agent's state ("claude-hooks", "codex-notify"; empty: none, so the
+    # quiet-window rule alone decides), the state they last reported, and when.
+    state_source = models.CharField(max_length=32, blank=True, default="")
+    agent_state = models.CharField(max_length=20, choices=[(s, s) for s in AGENT_STATES], default=AGENT_UNKNOWN)
+    agent_state_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     state = models.CharField(max_length=16, choices=[(s, s) for s in RUNTIME_STATES], default=ST_IDLE)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -71,6 +85,7 @@ class WakeRequest(models.Model):
     deferred_since = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     injected_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)  # the TUI took the typed prompt
     # The agent's first sign, for this thread, that this wake reached it (wakes_acknowledge).
     acked_at = models.DateTimeField(null=True, blank=True)
     ack_signal = models.CharField(max_length=32, blank=True, default="")

@@ -71,6 +71,19 @@ R_COMMAND_NOT_FOUND = "command_not_found"
 R_CHAIN_EXHAUSTED = "chain_exhausted"
 R_OPERATOR_RESUMED = "operator_resumed"
 R_OPERATOR_CANCELLED = "operator_cancelled"
+# The agent's state and screen (real CLIs): held, deferred, or the paste not taken.
+R_AGENT_BUSY = "agent_busy"  # a turn is running: held until the agent is idle
+R_AWAITING_APPROVAL = "awaiting_approval"  # the CLI waits for a human's approval: held (Enter would approve)
+R_DIALOG_OPEN = "dialog_open"  # a dialog of the CLI is showing (a first-run question): held
+R_INPUT_NOT_EMPTY = "input_not_empty"  # the input line holds a human's draft: deferred, never merged into
+R_NOT_SUBMITTED = "not_submitted"  # pasted, but the TUI did not take it within the submit timeout
+R_ACK_TIMEOUT_PANE_ALIVE = "unacknowledged"  # typed, never acknowledged, and the agent's pane still runs
+# Resume and spawn: what the run's output says besides its exit code.
+R_NO_WORKDIR = "no_workdir"  # where the session lives is not known
+R_TOOLS_REFUSED = "tools_refused"  # the CLI denied the Orkiva tools (no permission rule)
+R_MCP_UNAVAILABLE = "mcp_unavailable"  # the Orkiva MCP server did not connect (a refused token, say)
+R_RESUME_UNACKED = "resume_unacknowledged"  # exit 0, but the agent never read or acked the thread
+R_SPAWN_UNACKED = "spawn_unacknowledged"
 
 MANAGED_GUIDANCE = (
     "This runtime is unmanaged: the supervisor never types into it and wakes it by resume or spawn only. "

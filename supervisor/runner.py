@@ -1,5 +1,6 @@
-"""Runtime commands: the per-runtime-type templates from settings, rendered to argv lists and
-run without a shell, in their own process group, killed with their children on timeout."""
+"""Runtime commands (resume, spawn): built by the CLI's adapter (supervisor/clis) or, for runtime
+type `other`, rendered from the templates in settings; run as argv lists without a shell, in their
+own process group, killed with their children on timeout."""
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ class CommandResult:
     output_tail: str
     seconds: float
     session_id: str | None = None
-    detail: dict = field(default_factory=dict)
+    output: str = field(default="", repr=False)  # all of it, for the CLI's adapter to read (not stored)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +106,7 @@ def run_command(argv: list[str], *, env: dict[str, str], workdir: str | None, ti
         output_tail=text[-tail_chars:],
         seconds=time.monotonic() - started,
         session_id=session_id_from_output(text),
+        output=text,
     )
 
 

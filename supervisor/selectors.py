@@ -17,11 +17,13 @@ from threads.selectors import thread_get
 
 
 def last_activity(runtime: Runtime | None, *, workspace_id: str, agent_id: str) -> datetime | None:
-    """The newest heartbeat of the agent: its runtime's or any of its sessions'."""
+    """The newest sign of life of the agent: its runtime's or any of its sessions' heartbeat, or a
+    signal of its CLI (hooks)."""
     session_beat = AgentSession.objects.filter(workspace_id=workspace_id, agent_id=agent_id).aggregate(
         m=Max("last_heartbeat_at")
     )["m"]
-    beats = [b for b in (session_beat, runtime.last_heartbeat_at if runtime else None) if b is not None]
+    own = (runtime.last_heartbeat_at, runtime.agent_state_at) if runtime else ()
+    beats = [b for b in (session_beat, *own) if b is not None]
     return max(beats) if beats else None
 
 
@@ -55,13 +57,15 @@ def heartbeat_signal(*, workspace_id: str, agent_id: str, since: datetime) -> st
     return None
 
 
-def wake_ack(wake: WakeRequest, *, since: datetime) -> str | None:
+def wake_ack(wake: WakeRequest, *, since: datetime, heartbeats: bool = True) -> str | None:
     """What acknowledged the wake's delivery that began at `since`: the agent's own sign for the
-    wake's thread, marked on the row (`wakes_acknowledge`: a read, an ack, a turn started), or a
-    heartbeat of the agent after it. None: nothing yet."""
+    wake's thread, marked on the row (`wakes_acknowledge`: a read, an ack, a turn started), or (with
+    `heartbeats`) a heartbeat of the agent after it. None: nothing yet."""
     marked = WakeRequest.objects.filter(pk=wake.pk).values_list("acked_at", "ack_signal").first()
     if marked and marked[0] is not None:
         return marked[1]
+    if not heartbeats:
+        return None
     return heartbeat_signal(workspace_id=wake.workspace_id, agent_id=wake.agent_id, since=since)
 
 

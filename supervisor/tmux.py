@@ -1,9 +1,11 @@
-"""The tmux adapter: the supervisor's own tmux server (socket ORKIVA_TMUX_SOCKET), launching
-agents in named targets, liveness, human activity, and typing a prompt safely."""
+"""The tmux adapter: the supervisor's own tmux server (socket ORKIVA_TMUX_SOCKET) or, for a pane a
+user started (orkiva_runtime attach), that server's socket path; launching agents in named
+targets, liveness, human activity, reading the screen, and pasting a prompt safely."""
 from __future__ import annotations
 
 import re
 import socket
+import uuid
 from dataclasses import dataclass
 
 import libtmux
@@ -25,8 +27,11 @@ def supervisor_host() -> str:
     return settings.ORKIVA_SUPERVISOR_HOST or socket.gethostname()
 
 
-def server() -> libtmux.Server:
-    """The supervisor's tmux server. Tests point ORKIVA_TMUX_SOCKET at a private socket."""
+def server(socket_path: str = "") -> libtmux.Server:
+    """The tmux server at `socket_path` (an attached pane's), else the supervisor's own. Tests point
+    ORKIVA_TMUX_SOCKET at a private socket."""
+    if socket_path:
+        return libtmux.Server(socket_path=socket_path)
     return libtmux.Server(socket_name=settings.ORKIVA_TMUX_SOCKET, config_file=settings.ORKIVA_TMUX_CONFIG or None)
 
 
@@ -78,46 +83,61 @@ class PaneState:
     dead: bool = False
     pid: int | None = None
     command: str = ""
+    pane_id: str = ""
+    path: str = ""  # the pane's current directory
 
 
-def pane_state(target: str) -> PaneState:
+def pane_state(target: str, socket_path: str = "") -> PaneState:
     """Is the target pane there, and is its process alive?"""
     try:
-        result = _run(server(), "display-message", "-p", "#{pane_id} #{pane_dead} #{pane_pid} #{pane_current_command}",
+        result = _run(server(socket_path), "display-message", "-p",
+                      "#{pane_id}\t#{pane_dead}\t#{pane_pid}\t#{pane_current_command}\t#{pane_current_path}",
                       target=target)
     except TmuxFailed:
         return PaneState(exists=False)
     # tmux 3.3 answers a target whose session is gone with exit 0 and empty fields: no pane id, no pane.
-    pane_id, _, rest = (result.stdout[0] if result.stdout else "").partition(" ")
-    if not pane_id.startswith("%"):
+    fields = (result.stdout[0] if result.stdout else "").split("\t")
+    if len(fields) < 5 or not fields[0].startswith("%"):
         return PaneState(exists=False)
-    dead, _, rest = rest.partition(" ")
-    pid, _, command = rest.partition(" ")
-    return PaneState(exists=True, dead=dead == "1", pid=int(pid) if pid.isdigit() else None, command=command)
+    pane_id, dead, pid, command, path = fields[:5]
+    return PaneState(exists=True, dead=dead == "1", pid=int(pid) if pid.isdigit() else None, command=command,
+                     pane_id=pane_id, path=path)
 
 
-def client_activity(target: str) -> list[int]:
+def client_activity(target: str, socket_path: str = "") -> list[int]:
     """Epoch seconds of the last keystroke of every client attached to the target's session."""
-    session = target.split(":", 1)[0]
     try:
-        result = _run(server(), "list-clients", "-F", "#{client_activity}", target=session)
-    except TmuxFailed:
+        session = _run(server(socket_path), "display-message", "-p", "#{session_name}", target=target).stdout
+        result = _run(server(socket_path), "list-clients", "-F", "#{client_activity}", "-t", session[0])
+    except (TmuxFailed, IndexError):
         return []
     return [int(line) for line in result.stdout if line.strip().isdigit()]
 
 
-def type_line(target: str, text: str) -> None:
-    """Type `text` literally, then Enter as its own key, checking tmux's answer each time.
+def paste(target: str, text: str, socket_path: str = "") -> None:
+    """Paste `text` as one bracketed paste (the TUIs take it whole, newlines included, and never
+    mistake it for typing), without Enter. tmux's answer is checked at each step."""
+    srv = server(socket_path)
+    buffer = f"orkiva-{uuid.uuid4().hex[:12]}"
+    _run(srv, "set-buffer", "-b", buffer, "--", text)
+    try:
+        _run(srv, "paste-buffer", "-p", "-r", "-b", buffer, target=target)
+    finally:
+        try:
+            _run(srv, "delete-buffer", "-b", buffer)
+        except TmuxFailed:
+            pass
 
-    Not Pane.send_keys: it silently types nothing when the text starts with '-'.
-    """
-    srv = server()
-    _run(srv, "send-keys", "-l", "--", text, target=target)
-    _run(srv, "send-keys", "Enter", target=target)
+
+def press_enter(target: str, socket_path: str = "") -> None:
+    _run(server(socket_path), "send-keys", "Enter", target=target)
 
 
-def capture(target: str) -> str:
-    return "\n".join(_run(server(), "capture-pane", "-p", "-J", "-S", "-200", target=target).stdout)
+def capture(target: str, socket_path: str = "", *, screen: bool = False) -> str:
+    """The pane's recent history and screen; with `screen`, only what is on the screen now, with its
+    colours and attributes (a TUI draws its input placeholder dim, a human's draft not)."""
+    args = ["capture-pane", "-p", "-e"] if screen else ["capture-pane", "-p", "-J", "-S", "-200"]
+    return "\n".join(_run(server(socket_path), *args, target=target).stdout)
 
 
 def kill_session(session_name: str) -> None:

@@ -29,10 +29,17 @@ from supervisor.models import (
     ST_OFFLINE,
     UNMANAGED,
     Runtime,
-    WakeRequest,
 )
 from supervisor.selectors import runtime_of
-from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, enqueue_on_commit, runtime_snapshot
+from supervisor.services.credentials import credential_revoke
+from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, runtime_snapshot, wakes_release
+
+
+_PANE_TARGET = re.compile(r"(?:[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+|%[0-9]+)")
+
+
+def is_pane_target(value: str) -> bool:
+    return bool(_PANE_TARGET.fullmatch(value))
 
 
 def check_runtime_input(*, session_id: str, runtime_type: str, pty_backend: str, pty_target: str) -> None:
@@ -43,8 +50,8 @@ def check_runtime_input(*, session_id: str, runtime_type: str, pty_backend: str,
         errors["runtime_type"] = f"one of {', '.join(RUNTIME_TYPES)}"
     if pty_backend not in PTY_BACKENDS:
         errors["pty_backend"] = f"one of {', '.join(PTY_BACKENDS)}"
-    if pty_target and not re.match(r"^[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+$", pty_target):
-        errors["pty_target"] = "a tmux target session:window.pane"
+    if pty_target and not is_pane_target(pty_target):
+        errors["pty_target"] = "a tmux target: session:window.pane, or a pane id such as %3"
     if errors:
         raise ValidationFailed("The runtime is not valid.", details={"fields": errors})
 
@@ -131,6 +138,8 @@ def runtime_deregister(
     old = runtime_snapshot(runtime)
     runtime.state, runtime.updated_at = ST_DEREGISTERED, moment
     runtime.save(update_fields=["state", "updated_at"])
+    credential_revoke(runtime, reason=f"runtime deregistered: {reason}" if reason else "runtime deregistered",
+                      now=moment, actor=actor if actor.is_operator else None)
     audit_record(
         actor=actor,
         workspace_id=workspace_id,
@@ -171,45 +180,7 @@ def runtime_set_paused(
             now=moment,
         )
         if not paused:
-            held = list(
-                WakeRequest.objects.filter(
-                    workspace_id=workspace_id, agent_id=agent_id, status=reasons.QUEUED, reason_code=reasons.R_PAUSED
-                ).values_list("pk", flat=True)
-            )
-            WakeRequest.objects.filter(pk__in=held).update(next_attempt_at=moment, updated_at=moment)
-            for pk in held:
-                enqueue_on_commit(pk)
-    return runtime
-
-
-@transaction.atomic
-def runtime_register_managed(
-    *, operator: Actor, agent_id: str, workspace_id: str, runtime_type: str, session_id: str, pid: int | None,
-    pty_target: str, workdir: str, reason: str, now: datetime,
-) -> Runtime:
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
-    old = runtime_snapshot(runtime) if runtime else None
-    if runtime is None:
-        runtime = Runtime(workspace_id=workspace_id, agent_id=agent_id)
-    runtime.session_id = session_id or (runtime.session_id if old else "")
-    runtime.runtime_type = runtime_type
-    runtime.pid, runtime.pty_backend, runtime.pty_target = pid, PTY_TMUX, pty_target
-    runtime.management_mode, runtime.host, runtime.workdir = MANAGED, tmux.supervisor_host(), workdir
-    runtime.paused, runtime.state = False, ST_IDLE
-    runtime.last_heartbeat_at = None  # launched, not heard from yet
-    runtime.registered_at = runtime.updated_at = now
-    runtime.save()
-    audit_record(
-        actor=operator,
-        workspace_id=workspace_id,
-        action="runtime.launch",
-        target_type="runtime",
-        target_id=agent_id,
-        reason=reason,
-        old=old,
-        new=runtime_snapshot(runtime),
-        now=now,
-    )
+            wakes_release(workspace_id=workspace_id, agent_id=agent_id, reason_codes=(reasons.R_PAUSED,), now=moment)
     return runtime
 
 
@@ -222,14 +193,15 @@ def runtimes_expire(*, now: datetime | None = None) -> dict[str, int]:
     counts = {"idle": 0, "expired": 0, "offline": 0}
     live = Runtime.objects.filter(state__in=(ST_ACTIVE, ST_IDLE))
     counts["idle"] = live.filter(state=ST_ACTIVE, last_heartbeat_at__lt=idle_before).update(state=ST_IDLE, updated_at=moment)
-    # a runtime never heard from since registration counts from its registration
+    # A managed pane of this host is alive as long as its process is (checked below): a dormant agent
+    # at its prompt sends nothing, and must not expire for it. Others expire when silent; one never
+    # heard from since registration counts from its registration.
+    panes = Q(management_mode=MANAGED, pty_backend=PTY_TMUX, host=tmux.supervisor_host())
     silent = Q(last_heartbeat_at__lt=expire_before) | Q(last_heartbeat_at__isnull=True, registered_at__lt=expire_before)
-    for runtime in live.filter(silent):
+    for runtime in live.filter(silent).exclude(panes):
         counts["expired"] += _runtime_state_change(runtime, ST_EXPIRED, reasons.R_STALE_SESSION, moment)
-    for runtime in Runtime.objects.filter(
-        state__in=(ST_ACTIVE, ST_IDLE), management_mode=MANAGED, pty_backend=PTY_TMUX, host=tmux.supervisor_host()
-    ):
-        pane = tmux.pane_state(runtime.pty_target)
+    for runtime in Runtime.objects.filter(panes, state__in=(ST_ACTIVE, ST_IDLE)):
+        pane = tmux.pane_state(runtime.pty_target, runtime.tmux_socket)
         if not pane.exists or pane.dead:
             code = reasons.R_TARGET_MISSING if not pane.exists else reasons.R_TARGET_DEAD
             counts["offline"] += _runtime_state_change(runtime, ST_OFFLINE, code, moment)
@@ -238,8 +210,10 @@ def runtimes_expire(*, now: datetime | None = None) -> dict[str, int]:
 
 @transaction.atomic
 def _runtime_state_change(runtime: Runtime, state: str, reason_code: str, now: datetime) -> int:
+    """The runtime ended (expired, offline): recorded, audited, and its credential revoked."""
     changed = Runtime.objects.filter(pk=runtime.pk, state=runtime.state).update(state=state, updated_at=now)
     if changed:
+        credential_revoke(runtime, reason=f"runtime {state}", now=now)
         audit_record(
             actor=None,
             actor_id=SYSTEM_ID,

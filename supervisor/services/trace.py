@@ -16,6 +16,13 @@ from supervisor.models import Runtime, WakeAttempt, WakeRequest
 
 
 SYSTEM_ID, SYSTEM_ROLE = "supervisor", "system"
+WAKE_REF_PREFIX = "w-"
+
+
+def wake_ref_of(trace_id: str) -> str:
+    """The marker a wake's prompt carries (`{wake_ref}`), so the turn it starts can be told from any
+    other (supervisor/hook.py reports it with the turn)."""
+    return f"{WAKE_REF_PREFIX}{trace_id[:12]}"
 
 
 def supervisor_actor(workspace_id: str) -> Actor:
@@ -77,4 +84,21 @@ def runtime_snapshot(runtime: Runtime) -> dict[str, Any]:
         "host": runtime.host,
         "paused": runtime.paused,
         "state": runtime.state,
+        "tmux_socket": runtime.tmux_socket,
+        "workdir": runtime.workdir,
+        "state_source": runtime.state_source,
     }
+
+
+def wakes_release(*, workspace_id: str, agent_id: str, reason_codes: tuple[str, ...], now: datetime) -> list:
+    """Run now the agent's wakes queued for one of `reason_codes` (a pause lifted, the agent idle
+    again). The caller holds a transaction; the jobs are enqueued when it commits."""
+    held = list(
+        WakeRequest.objects.filter(
+            workspace_id=workspace_id, agent_id=agent_id, status=reasons.QUEUED, reason_code__in=reason_codes
+        ).values_list("pk", flat=True)
+    )
+    WakeRequest.objects.filter(pk__in=held).update(next_attempt_at=now, updated_at=now)
+    for pk in held:
+        enqueue_on_commit(pk)
+    return held

@@ -20,7 +20,7 @@ from supervisor import reasons
 from supervisor.models import ST_ACTIVE, ST_DEREGISTERED, UNMANAGED, Runtime, WakeRequest
 from supervisor.selectors import last_activity, runtime_of, runtime_state, wake_get
 from supervisor.services.trace import (
-    SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for,
+    SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for, wake_ref_of,
 )
 from threads import transitions
 from threads.models import Participant, Thread
@@ -55,20 +55,20 @@ def dedupe_key_for(*, workspace_id: str, agent_id: str, thread_id) -> str:
     return f"wake:{workspace_id}:{agent_id}:{thread_id}"
 
 
-def _one_line(text: str) -> str:
-    """Typed into a pane, a newline would submit early: prompts are one line."""
-    return " ".join(text.split())
-
-
-def wake_prompt(*, thread: Thread, agent_id: str, reason: str) -> str:
+def wake_prompt(*, thread: Thread, agent_id: str, reason: str, trace_id: str) -> str:
+    """The prompt typed into the agent's pane (pasted whole: it may span lines). It always carries the
+    wake's marker, so the turn it starts is known to be the wake's: a template without `{wake_ref}`
+    gets it appended."""
     values = {
         "thread_id": str(thread.pk),
         "title": thread.title,
         "agent_id": agent_id,
         "workspace_id": thread.workspace_id,
         "reason": f" Reason: {reason}" if reason.strip() else "",
+        "wake_ref": wake_ref_of(trace_id),
     }
-    return _one_line(settings.ORKIVA_WAKE_PROMPT.format_map(values))
+    prompt = settings.ORKIVA_WAKE_PROMPT.format_map(values).strip()
+    return prompt if values["wake_ref"] in prompt else f"{prompt} ({values['wake_ref']})"
 
 
 def _wake_create(
@@ -87,7 +87,12 @@ def _wake_create(
     workspace_id = thread.workspace_id
     key = dedupe_key_for(workspace_id=workspace_id, agent_id=agent_id, thread_id=thread.pk)
     existing = WakeRequest.objects.select_for_update().filter(dedupe_key=key, status__in=reasons.ACTIVE_STATUSES).first()
-    if existing is None and not force:
+    runtime = runtime_of(workspace_id=workspace_id, agent_id=agent_id)
+    # A burst of requests collapses onto the last wake for a while; but a post for an agent that says
+    # when its turns end deserves a wake of its own once the last one is over (it is held while the
+    # agent is busy): the agent may well have finished its turn without reading this post.
+    windowed = not (source == reasons.SOURCE_AUTO and runtime is not None and runtime.state_source)
+    if existing is None and not force and windowed:
         window = now - timedelta(seconds=settings.ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS)
         existing = WakeRequest.objects.filter(dedupe_key=key, created_at__gte=window).order_by("-created_at").first()
     if existing is not None:
@@ -114,7 +119,7 @@ def _wake_create(
                    "workspace_id": workspace_id, "action": "wake.rate_limited", "target_type": "agent",
                    "target_id": agent_id},
         )
-    runtime = runtime_of(workspace_id=workspace_id, agent_id=agent_id)
+    trace_id = uuid.uuid4().hex
     wake = WakeRequest(
         workspace_id=workspace_id,
         agent_id=agent_id,
@@ -125,12 +130,12 @@ def _wake_create(
         reason=reason,
         force=force,
         dedupe_key=key,
-        trace_id=uuid.uuid4().hex,
+        trace_id=trace_id,
         request_id=current_request_id() or "",
         status=reasons.PENDING,
         stage=reasons.STAGE_INJECT,
         reason_code=reasons.R_CREATED,
-        prompt=wake_prompt(thread=thread, agent_id=agent_id, reason=reason),
+        prompt=wake_prompt(thread=thread, agent_id=agent_id, reason=reason, trace_id=trace_id),
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
@@ -194,7 +199,9 @@ def wake_trigger(
 def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, thread: Thread | None = None) -> list[WakeRequest]:
     """The auto-wake rule, run when a post commits: wake each other participant whose runtime is
     idle or offline and who has unread messages in the thread. Never the sender; agents with no
-    registered (or a deregistered) runtime are not woken automatically.
+    registered (or a deregistered) runtime are not woken automatically. An agent whose CLI reports
+    its state is woken whatever it is doing: the chain holds the wake while it is busy and types it
+    in once it is idle (a heartbeat says nothing of whether it will read this post).
 
     `thread` is the post's thread as it committed (the post passes it: no re-read); without it the
     thread is read. One query finds the candidate runtimes; nothing more runs when there are none."""
@@ -217,7 +224,7 @@ def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, threa
     woken = []
     for runtime in Runtime.objects.filter(pk__in=[pk for (pk,) in candidates]).order_by("agent_id"):
         activity = last_activity(runtime, workspace_id=thread.workspace_id, agent_id=runtime.agent_id)
-        if runtime_state(runtime, now=moment, activity=activity) == ST_ACTIVE:
+        if not runtime.state_source and runtime_state(runtime, now=moment, activity=activity) == ST_ACTIVE:
             continue
         last_read = cursor_position(thread=thread, agent_id=runtime.agent_id)
         if unread_count(thread=thread, agent_id=runtime.agent_id, last_read_seq=last_read) == 0:
@@ -253,12 +260,14 @@ def _wake_candidates_sql() -> str:
 ACK_READ, ACK_CURSOR, ACK_TURN = "read_messages", "ack_read", "turn_started"
 
 
-def wakes_acknowledge(*, actor: Actor, signal: str, thread_id=None, now: datetime | None = None) -> int:
+def wakes_acknowledge(*, actor: Actor, signal: str, thread_id=None, wake_ref: str = "",
+                      now: datetime | None = None) -> int:
     """The agent showed that a wake reached it: it read the wake's thread or acked in it, or (its
     hook) a turn started. Marks the first such sign on the agent's wakes being delivered: awaiting
-    the ack of an injection, or under a step's lease (typed a moment ago; a resume or spawn running).
-    A step that starts a new delivery clears the mark (chain.wake_advance), so a sign given while a
-    wake only waited (deferred, queued) is not taken for the next delivery's ack.
+    the ack of an injection, or under a step's lease (typed a moment ago; a resume or spawn running);
+    `wake_ref` narrows it to the one wake whose prompt started the turn. A step that starts a new
+    delivery clears the mark (chain.wake_advance), so a sign given while a wake only waited
+    (deferred, queued) is not taken for the next delivery's ack.
 
     Every read of a thread asks: one indexed probe, and an update only when a wake is there."""
     moment = now or timezone.now()
@@ -268,6 +277,8 @@ def wakes_acknowledge(*, actor: Actor, signal: str, thread_id=None, now: datetim
     ).filter(Q(status=reasons.AWAITING_ACK) | Q(lease_until__gt=moment))
     if thread_id is not None:
         delivering = delivering.filter(thread_id=thread_id)
+    if wake_ref:  # trace.wake_ref_of
+        delivering = delivering.filter(trace_id__startswith=wake_ref[2:])
     pks = list(delivering.values_list("pk", flat=True)[:20])
     if not pks:
         return 0

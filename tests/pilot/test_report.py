@@ -13,7 +13,9 @@ from pilot.services import feedback_record
 from policy.models import AuditEvent
 from supervisor.services import runtime_register, wake_trigger
 from tests.live import run_manage, run_manage_json
-from tests.supervisor.conftest import clock, drive, fake_codex, operator, remember_session  # noqa: F401 (fixtures)
+from tests.supervisor.conftest import (  # noqa: F401 (fixtures)
+    acking_bridge, clock, drive, fake_codex, operator, remember_session,
+)
 from threads.services import thread_transition
 from orkiva.errors import NotFound, ValidationFailed
 
@@ -56,14 +58,16 @@ def _reviewed_thread(thread, coordinator, executioner, reviewer, t0):
                       now=t0 + timedelta(seconds=130))
 
 
-@pytest.mark.django_db
-def test_report_per_thread(thread, coordinator, executioner, reviewer, fake_codex, clock):  # noqa: F811
+@pytest.mark.django_db(transaction=True)
+def test_report_per_thread(tmp_path, thread, coordinator, executioner, reviewer, acking_bridge, clock):  # noqa: F811
     t0 = clock.now
     _reviewed_thread(thread, coordinator, executioner, reviewer, t0)
-    # an operator wakes the reviewer (a human intervention); its stale session makes the chain spawn
+    # an operator wakes the reviewer (a human intervention); its stale session makes the chain spawn,
+    # and the spawned session reads the thread (the wake's ack)
+    acking_bridge.set(spawn={"ack": True})
     stale = t0 - timedelta(hours=13)
     runtime_register(actor=reviewer, runtime_type="codex", session_id="sess-old", now=stale)
-    remember_session("reviewer", "sess-old", now=stale)
+    remember_session("reviewer", "sess-old", now=stale, workdir=str(tmp_path))
     wake = wake_trigger(actor=operator(), thread_id=thread.pk, agent_id="reviewer", reason="look again", now=t0)
     wake = drive(wake.pk, clock)
     thread_transition(actor=operator(), thread_id=thread.pk, status="closed", reason="shipped",

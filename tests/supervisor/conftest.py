@@ -146,6 +146,20 @@ def agent_lines(log: Path) -> list[str]:
     return [json.loads(line)["line"] for line in log.read_text().splitlines() if line.strip()]
 
 
-def remember_session(agent_id: str, session_id: str, *, now: datetime, workspace_id: str = "ws-main"):
+def remember_session(agent_id: str, session_id: str, *, now: datetime, workspace_id: str = "ws-main",
+                     workdir: str = ""):
     agent = Actor(agent_id=agent_id, workspace_id=workspace_id, role="participant", session_id=session_id)
-    return session_heartbeat(actor=agent, session_id=session_id, runtime_type="codex", resumable=True, now=now)
+    return session_heartbeat(actor=agent, session_id=session_id, runtime_type="codex", resumable=True,
+                             workdir=workdir, now=now)
+
+
+@pytest.fixture
+def acking_bridge(tmp_path, settings, fake_codex):
+    """The bridge served for real (a server process on the test database), so the stand-in codex told
+    to `ack` can read the thread it was woken about, as a woken agent does. Tests using it need
+    `django_db(transaction=True)`."""
+    from tests.live import bridge_server
+
+    with bridge_server(tmp_path) as bridge:
+        settings.ORKIVA_PUBLIC_URL = bridge.base_url
+        yield fake_codex

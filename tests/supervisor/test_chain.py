@@ -40,58 +40,105 @@ def reviewer_actor(session_id="rt"):
     return Actor(agent_id="reviewer", workspace_id="ws-main", role="participant", session_id=session_id)
 
 
-def test_no_ack_falls_back_to_resume(tmp_path, thread, coordinator, tmux_server, fake_codex, fast_wakes, clock):
+def test_no_ack_while_the_pane_lives_fails_without_a_second_agent(tmp_path, thread, coordinator, tmux_server, fake_codex,
+                                                                   fast_wakes, clock):
+    """Typed twice, never acknowledged: the agent still runs in its pane, holding its session, so no
+    resume or spawn starts a second one beside it. The wake fails for an operator to look at."""
     log = tmp_path / "agent.jsonl"
     launch_stand_in(agent_id="reviewer", log=log, ack=False)
-    remember_session("reviewer", "sess-reviewer", now=clock.now - timedelta(minutes=5))
+    remember_session("reviewer", "sess-reviewer", now=clock.now - timedelta(minutes=5), workdir=str(tmp_path))
     wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer", reason="please review")
     wake = drive(wake.pk, clock)
-    assert wake.status == reasons.RESUMED and wake.path == "resume"
-    # typed twice (retry per policy), never acknowledged, then resumed
+    assert (wake.status, wake.path, wake.reason_code) == (reasons.FAILED, "inject", "unacknowledged")
     assert wait_for(lambda: len(agent_lines(log)) == 2, what="two injections") and agent_lines(log) == [wake.prompt] * 2
     assert [s for s in steps(wake) if s[0] == "inject"] == [
         ("inject", "injected", "injected"), ("inject", "no_ack", "ack_timeout"),
         ("inject", "injected", "injected"), ("inject", "no_ack", "ack_timeout"),
     ]
-    (call,) = fake_codex.calls("resume")
-    assert call["argv"][1:] == ["exec", "resume", "sess-reviewer", wake.prompt] and call["has_token"]
+    assert fake_codex.calls() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gone_pane_is_resumed_where_the_session_lives(tmp_path, thread, coordinator, tmux_server, acking_bridge,
+                                                        fast_wakes, clock):
+    project = tmp_path / "project"
+    project.mkdir()
+    launched = launch_stand_in(agent_id="reviewer", log=tmp_path / "agent.jsonl", ack=False)
+    remember_session("reviewer", "sess-reviewer", now=clock.now, workdir=str(project))
+    acking_bridge.set(resume={"ack": True})
+    tmux.kill_session(launched.session_name)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert (wake.status, wake.path, wake.reason_code) == (reasons.RESUMED, "resume", "resume_ok")
+    (call,) = acking_bridge.calls("resume")
+    assert (call["cwd"], call["session_id"], call["prompt"]) == (str(project), "sess-reviewer", wake.prompt)
+    assert "--skip-git-repo-check" in call["argv"] and "mcp_servers.orkiva.required=true" in call["argv"]
+    assert call["has_token"] and call["read_status"] == 200
     assert call["pgid"] == call["pid"]  # its own process group
-    assert steps(wake)[-1] == ("resume", "succeeded", "resume_ok")
+    assert ("inject", "failed", "target_missing") in steps(wake)
+    resumed = wake_json(wake)["trace"]["steps"][-1]
+    assert (resumed["reason_code"], resumed["detail"]["acked_by"], resumed["detail"]["workdir"]) == (
+        "resume_ok", "read_messages", str(project))
     assert AuditEvent.objects.filter(target_id=str(wake.pk), action="wake.resume", reason_code="resume_ok").exists()
 
 
-def test_resume_fails_twice_then_spawn_with_summary(thread, coordinator, executioner, tmux_server, fake_codex, clock):
+def test_exit_zero_without_an_ack_is_not_delivery(tmp_path, thread, coordinator, fake_codex, clock):
+    """The stand-in exits 0 without reading the thread: neither the resume nor the spawn woke anyone."""
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-r", now=clock.now)
+    remember_session("reviewer", "sess-r", now=clock.now, workdir=str(tmp_path))
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert (wake.status, wake.reason_code) == (reasons.FAILED, "spawn_unacknowledged")
+    assert [s for s in steps(wake) if s[0] in ("resume", "spawn")] == [
+        ("resume", "failed", "resume_unacknowledged"), ("resume", "failed", "resume_unacknowledged"),
+        ("spawn", "failed", "spawn_unacknowledged"),
+    ]
+    assert all(s["detail"]["exit_code"] == 0 for s in wake_json(wake)["trace"]["steps"] if s["step"] == "spawn")
+    # a session did run: it is the agent's latest, to resume next time
+    assert latest_resumable_session(workspace_id="ws-main", agent_id="reviewer").session_id == "spawned-session-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_fails_twice_then_spawn_with_summary(tmp_path, thread, coordinator, executioner, acking_bridge, clock):
     from messaging.services import message_post
 
     message_post(actor=executioner, thread_id=thread.pk, body="Finding: the cache key ignores tenant", kind="finding")
-    Runtime.objects.all().delete()
     runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-r", now=clock.now)
-    remember_session("reviewer", "sess-r", now=clock.now)
-    fake_codex.set(resume={"exit": 3, "stdout": "no rollout found"}, spawn={"thread_id": "fresh-thread-9"})
+    remember_session("reviewer", "sess-r", now=clock.now, workdir=str(tmp_path))
+    acking_bridge.set(resume={"exit": 3, "stdout": "no rollout found"}, spawn={"thread_id": "fresh-thread-9", "ack": True})
     wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
     wake = drive(wake.pk, clock)
     assert wake.status == reasons.SPAWNED and wake.resume_attempts == 2
-    assert len(fake_codex.calls("resume")) == 2
-    (spawn,) = fake_codex.calls("spawn")
+    assert len(acking_bridge.calls("resume")) == 2
+    (spawn,) = acking_bridge.calls("spawn")
     thread.refresh_from_db()
     expected_summary = summary_text(summary_of(thread))
-    assert spawn["argv"][1:3] == ["exec", "--json"] and expected_summary in spawn["argv"][3]
-    assert "cache key ignores tenant" in spawn["argv"][3]
+    assert spawn["argv"][1:4] == ["exec", "--skip-git-repo-check", "--json"] and spawn["session_id"] is None
+    assert expected_summary in spawn["prompt"] and "cache key ignores tenant" in spawn["prompt"]
+    assert spawn["cwd"] == str(tmp_path)
     failed = [s for s in wake_json(wake)["trace"]["steps"] if s["outcome"] == "failed"]
     assert [s["detail"]["exit_code"] for s in failed] == [3, 3] and "no rollout found" in failed[0]["detail"]["output_tail"]
-    # the new session is the agent's latest resumable one
-    assert latest_resumable_session(workspace_id="ws-main", agent_id="reviewer").session_id == "fresh-thread-9"
+    # the new session is the agent's latest resumable one, in the same directory
+    latest = latest_resumable_session(workspace_id="ws-main", agent_id="reviewer")
+    assert (latest.session_id, latest.workdir) == ("fresh-thread-9", str(tmp_path))
     assert Runtime.objects.get(agent_id="reviewer").session_id == "fresh-thread-9"
 
 
-def test_stale_heartbeat_skips_resume(thread, coordinator, fake_codex, clock):
+def test_stale_heartbeat_skips_resume(tmp_path, thread, coordinator, fake_codex, clock):
     stale = clock.now - timedelta(hours=13)
     runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-old", now=stale)
-    remember_session("reviewer", "sess-old", now=stale)
+    remember_session("reviewer", "sess-old", now=stale, workdir=str(tmp_path))
     wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
-    assert wake.status == reasons.SPAWNED
     assert fake_codex.calls("resume") == [] and len(fake_codex.calls("spawn")) == 1
-    assert ("resume", "skipped", "stale_session") in steps(wake)
+    assert ("resume", "skipped", "stale_session") in steps(wake) and steps(wake)[-1][0] == "spawn"
+
+
+def test_no_known_directory_skips_resume_and_spawn(thread, coordinator, fake_codex, clock):
+    """Codex and Claude Code resume a session only where it lives: never in the supervisor's own
+    directory by default."""
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-x", now=clock.now)
+    remember_session("reviewer", "sess-x", now=clock.now)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    assert (wake.status, wake.reason_code) == (reasons.FAILED, "no_workdir")
+    assert ("resume", "skipped", "no_workdir") in steps(wake) and fake_codex.calls() == []
 
 
 def test_unmanaged_runtime_is_never_typed_into(thread, coordinator, tmux_server, fake_codex, clock, tmp_path):
@@ -100,14 +147,14 @@ def test_unmanaged_runtime_is_never_typed_into(thread, coordinator, tmux_server,
     target = pane.cmd("display-message", "-p", "#{session_name}:#{window_index}.#{pane_index}").stdout[0]
     runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-u", pty_backend="tmux",
                      pty_target=target, host="test-host", now=clock.now)
-    remember_session("reviewer", "sess-u", now=clock.now)
+    remember_session("reviewer", "sess-u", now=clock.now, workdir=str(tmp_path))
     wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
     body = wake_json(wake)
     assert body["status"] == "unmanaged_runtime" and body["reason_code"] == "unmanaged_runtime"
     assert body["trace"]["steps"][-1]["reason_code"] == "unmanaged_runtime"
     assert "orkiva_runtime launch" in body["trace"]["steps"][-1]["detail"]["guidance"]
     wake = drive(wake.pk, clock)
-    assert wake.status == reasons.RESUMED
+    assert [c["session_id"] for c in fake_codex.calls("resume")] == ["sess-u", "sess-u"]
     assert wake.prompt not in tmux.capture(target)
 
 
@@ -193,7 +240,7 @@ def test_prompt_starting_with_dash_is_delivered_intact(tmp_path, settings, threa
     wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer", reason="-r", now=clock.now)
     wake, _ = wake_advance(wake_id=wake.pk, now=clock.now)
     assert wake.status == reasons.AWAITING_ACK
-    expected = f"--wake -x {thread.pk} Enter C-c ; Reason: -r"
+    expected = f"--wake -x {thread.pk} Enter C-c ; Reason: -r (w-{wake.trace_id[:12]})"  # its marker appended
     assert wake.prompt == expected
     assert wait_for(lambda: agent_lines(log), what="the prompt") == [expected]
 
@@ -212,10 +259,11 @@ def test_dead_target_goes_to_resume(thread, coordinator, tmux_server, fake_codex
     if other_session:  # the tmux server outlives the agent's session (tmux answers such a target with empty fields)
         tmux_server.new_session(session_name="another-agent", window_command="cat")
     launched = launch_stand_in(agent_id="reviewer", log=tmp_path / "a.jsonl", ack=False)
-    remember_session("reviewer", "sess-d", now=clock.now)
+    remember_session("reviewer", "sess-d", now=clock.now, workdir=str(tmp_path))
     tmux.kill_session(launched.session_name)
     wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
-    assert ("inject", "failed", "target_missing") in steps(wake) and wake.status == reasons.RESUMED
+    assert ("inject", "failed", "target_missing") in steps(wake)
+    assert [c["session_id"] for c in fake_codex.calls("resume")] == ["sess-d", "sess-d"]
 
 
 def test_command_timeout_kills_the_process_group(thread, coordinator, fake_codex, settings, clock, tmp_path):
@@ -224,7 +272,7 @@ def test_command_timeout_kills_the_process_group(thread, coordinator, fake_codex
     pidfile = tmp_path / "child.pid"
     fake_codex.set(resume={"sleep": 30, "child_pidfile": str(pidfile)}, spawn={"exit": 1})
     runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-t", now=clock.now)
-    remember_session("reviewer", "sess-t", now=clock.now)
+    remember_session("reviewer", "sess-t", now=clock.now, workdir=str(tmp_path))
     wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
     assert ("resume", "failed", "resume_timeout") in steps(wake)
     assert wake.status == reasons.FAILED and wake.reason_code == "spawn_failed"
@@ -265,7 +313,8 @@ def detach(proc: subprocess.Popen) -> None:
 def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, thread, coordinator, tmux_server,
                                                                     fast_wakes, clock):
     from supervisor.services import wake_cancel
-    from supervisor.services.chain import _apply, _Step
+    from supervisor.services.chain import _apply
+    from supervisor.services.steps import Step as _Step
 
     log = tmp_path / "agent.jsonl"
     launch_stand_in(agent_id="reviewer", log=log, ack=False)
@@ -292,7 +341,8 @@ def test_a_cancelled_wake_stays_cancelled_even_if_a_step_was_running(tmp_path, t
 
 def test_a_force_given_while_a_step_runs_is_not_undone_by_the_step(tmp_path, thread, coordinator, tmux_server,
                                                                    fast_wakes, clock):
-    from supervisor.services.chain import _apply, _Step
+    from supervisor.services.chain import _apply
+    from supervisor.services.steps import Step as _Step
 
     launch_stand_in(agent_id="reviewer", log=tmp_path / "agent.jsonl", ack=False)
     wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock,

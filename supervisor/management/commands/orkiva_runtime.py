@@ -1,5 +1,6 @@
-"""manage.py orkiva_runtime ACTION: launch an agent under the supervisor (managed, in tmux), list
-runtimes, pause/resume injection, deregister, or wake an agent (optionally forced). JSON with --json."""
+"""manage.py orkiva_runtime ACTION: launch an agent under the supervisor (managed, in tmux; Codex CLI
+and Claude Code configured for the bridge), attach a pane a user started as managed, list runtimes,
+pause/resume injection, deregister, wake an agent (optionally forced) or cancel a wake. JSON with --json."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,8 @@ from supervisor.presenters import runtime_json, wake_json
 from supervisor.selectors import runtime_list
 from orkiva.versioning import SCHEMA_VERSION, iso
 
-ACTIONS = ("launch", "list", "pause", "resume", "deregister", "wake", "cancel-wake")
-NEEDS_REASON = ("pause", "resume", "deregister", "cancel-wake")
+ACTIONS = ("launch", "attach", "list", "pause", "resume", "deregister", "wake", "cancel-wake")
+NEEDS_REASON = ("attach", "pause", "resume", "deregister", "cancel-wake")
 
 
 class Command(OrkivaCommand):
@@ -22,13 +23,21 @@ class Command(OrkivaCommand):
 
     def add_options(self, parser) -> None:
         parser.add_argument("action", choices=ACTIONS)
-        parser.add_argument("--reason", default="", help="Why (required for pause, resume, deregister and --force).")
+        parser.add_argument("--reason", default="",
+                            help="Why (required for attach, pause, resume, deregister, cancel-wake and --force).")
         parser.add_argument("--agent-id", default="")
         parser.add_argument("--workspace-id", default="")
         parser.add_argument("--runtime", default="codex", choices=RUNTIME_TYPES, help="launch: the runtime type.")
-        parser.add_argument("--command", default="", help="launch: the agent command (split like a shell, run without one).")
-        parser.add_argument("--session-id", default="", help="launch: the agent's logical session id, if known.")
-        parser.add_argument("--workdir", default="", help="launch: the agent's working directory.")
+        parser.add_argument("--command", default="",
+                            help="launch: the agent command (split like a shell, run without one). Default: the "
+                            "runtime's CLI (codex, claude), which the launch configures; required for --runtime other.")
+        parser.add_argument("--prompt", default="", help="launch: the CLI's first prompt (its role and thread, say).")
+        parser.add_argument("--session-id", default="", help="launch, attach: the agent's session id, if known.")
+        parser.add_argument("--workdir", default="",
+                            help="launch: the agent's working directory (default: this one); attach: the pane's.")
+        parser.add_argument("--target", default="", help="attach: the tmux pane (session:window.pane, or %%N).")
+        parser.add_argument("--tmux-socket", default="",
+                            help="attach: the tmux server's socket path (default: the one you are in, else yours).")
         parser.add_argument("--role", default=ROLE_PARTICIPANT, choices=TOKEN_ROLES, help="launch: the token's role.")
         parser.add_argument("--thread-id", default="", help="wake: the thread to wake the agent about.")
         parser.add_argument("--wake-id", default="", help="cancel-wake: the wake to stop.")
@@ -58,17 +67,34 @@ class Command(OrkivaCommand):
         if action == "launch":
             result = services.runtime_launch(
                 operator=operator, agent_id=agent_id, workspace_id=workspace_id, runtime_type=options["runtime"],
-                command=options["command"], session_id=options["session_id"], workdir=options["workdir"],
-                role=options["role"], reason=reason,
+                command=options["command"], prompt=options["prompt"], session_id=options["session_id"],
+                workdir=options["workdir"], role=options["role"], reason=reason,
             )
             return {
                 "runtime": runtime_json(result.runtime),
                 "tmux_session": result.session_name,
                 "attach": result.attach_command,
                 "token_expires_at": iso(result.token_expires_at),
-                "note": "The agent's environment has ORKIVA_TOKEN (short-lived; refresh it with POST /v1/auth/refresh) "
-                "and ORKIVA_URL. The supervisor may type wake prompts into this pane; pause it with "
-                "`orkiva_runtime pause`.",
+                "configured": result.configured,
+                "note": "The agent's environment has ORKIVA_TOKEN, valid while the runtime is registered (revoked "
+                "when it is deregistered, expires or goes offline), and ORKIVA_URL. The supervisor may type wake "
+                "prompts into this pane; pause it with `orkiva_runtime pause`.",
+                "schema_version": SCHEMA_VERSION,
+            }
+        if action == "attach":
+            if not options["target"]:
+                raise ValidationFailed("Give --target, the tmux pane the agent runs in.", code="usage_error")
+            result = services.runtime_attach(
+                operator=operator, agent_id=agent_id, workspace_id=workspace_id, runtime_type=options["runtime"],
+                target=options["target"], tmux_socket=options["tmux_socket"], session_id=options["session_id"],
+                workdir=options["workdir"], reason=reason,
+            )
+            return {
+                "runtime": runtime_json(result.runtime),
+                "attach": result.attach_command,
+                "note": "The supervisor may now type wake prompts into this pane. The agent keeps its own MCP "
+                "configuration and token; without Orkiva's hooks in its CLI's settings it reports no state, and "
+                "the quiet-window rule alone decides when to type (docs/supervisor.md, Attach).",
                 "schema_version": SCHEMA_VERSION,
             }
         if action in ("pause", "resume"):
