@@ -19,6 +19,7 @@ THREAD = re.compile(r"\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 WORK = "Work ready for review: parser change (PR #12)."
 FINDINGS = ("Null dereference in parse() when the header is empty.", "The retry loop never backs off.")
 ORKIVA_TOOLS = {"read_messages", "post_message", "ack_read"}
+WAIT_FOR_MCP = "WaitForMcpServers"
 
 
 def _thread_of(turn: Turn) -> str | None:
@@ -64,6 +65,9 @@ def _start(turn: Turn) -> tuple[str | None, Call | Say | None]:
     if thread is None:
         return None, Say("No Orkiva thread is named in the prompt; nothing to do.")
     if not ORKIVA_TOOLS <= turn.tools:
+        # Claude Code connects MCP servers beside the first turn, and offers a tool to wait for them
+        if WAIT_FOR_MCP in turn.tools and not turn.called(WAIT_FOR_MCP):
+            return None, Call(WAIT_FOR_MCP, {"servers": ["orkiva"]}, mcp=False)
         return None, Say("The Orkiva tools are not available to me, so I cannot read the thread.")
     if _messages(turn) is None:
         return thread, Call("read_messages", {"thread_id": thread, "after_seq": 0, "limit": 200})

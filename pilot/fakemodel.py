@@ -53,8 +53,9 @@ class Turn:
 
 @dataclass
 class Call:
-    name: str
+    name: str  # an Orkiva tool's bare name (post_message), or with mcp=False one of the CLI's own tools (Bash)
     args: dict[str, Any]
+    mcp: bool = True
 
 
 @dataclass
@@ -236,7 +237,7 @@ def openai_stream(handler: BaseHTTPRequestHandler, body: dict[str, Any], reply: 
     if isinstance(reply, Call):
         item = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:12]}", "call_id": f"call_{uuid.uuid4().hex[:12]}",
                 "name": reply.name, "arguments": json.dumps(reply.args)}
-        namespace = _namespace_of(body, reply.name)
+        namespace = _namespace_of(body, reply.name) if reply.mcp else None
         if namespace:
             item["namespace"] = namespace
         _sse(handler, "response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": item})
@@ -307,8 +308,8 @@ def anthropic_stream(handler: BaseHTTPRequestHandler, body: dict[str, Any], repl
     event("message_start", {"message": {"id": mid, "type": "message", "role": "assistant", "model": model,
                                         "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}})
     if isinstance(reply, Call):
-        tool = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": f"mcp__{MCP_SERVER}__{reply.name}",
-                "input": {}}
+        name = f"mcp__{MCP_SERVER}__{reply.name}" if reply.mcp else reply.name
+        tool = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": {}}
         event("content_block_start", {"index": 0, "content_block": tool})
         event("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
                                                             "partial_json": json.dumps(reply.args)}})

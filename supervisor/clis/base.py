@@ -75,8 +75,9 @@ def plain(text: str) -> str:
 
 def hook_argv(kind: str) -> list[str]:
     """The command a CLI runs to report an event: this project's Python and supervisor/hook.py
-    (standard library only, so it starts fast and needs no Django)."""
-    return [sys.executable, str(HOOK_PROGRAM), kind]
+    (standard library only, so it starts fast and needs no Django). Isolated (-I): the script's own
+    folder must not come first on sys.path, where supervisor/selectors.py would shadow the stdlib's."""
+    return [sys.executable, "-I", str(HOOK_PROGRAM), kind]
 
 
 def hook_command(kind: str) -> str:

@@ -2,7 +2,8 @@
 runtime directory, and the session id chosen up front.
 
 - `--mcp-config claude-mcp.json`: the Orkiva server over HTTP, `Authorization: Bearer ${ORKIVA_TOKEN}`
-  (Claude Code expands the variable from its environment when it connects).
+  (Claude Code expands the variable from its environment when it connects). It connects its MCP
+  servers beside the first turn: a model that finds no Orkiva tools yet has WaitForMcpServers.
 - `--settings claude-settings.json`: `permissions.allow: ["mcp__orkiva"]` (without a rule, every
   Orkiva tool call would wait for a human's approval, and `-p` runs deny them and still exit 0),
   and the hooks that report the agent's state through supervisor/hook.py: UserPromptSubmit (a turn

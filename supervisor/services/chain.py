@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from policy.identity import ROLE_PARTICIPANT, Actor
@@ -51,13 +50,14 @@ def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest |
             step_spawn(wake, step, moment)
     finally:
         _apply(wake, step, moment)
+        _apply_to_agent(wake, step, moment)
     return wake, True
 
 
 @transaction.atomic
 def _apply(wake: WakeRequest, step: Step, now: datetime) -> None:
-    """Write a step's outcome: the fields the step changed, its attempts and audit rows, the new
-    session; release the lease. What an operator changed meanwhile stays (a force, a reason), and
+    """Write a step's outcome: the fields the step changed, its attempts and audit rows; release the
+    lease. What an operator changed meanwhile stays (a force, a reason), and
     an operator's cancel wins: what the step did is recorded, the status stays."""
     current = WakeRequest.objects.select_for_update().filter(pk=wake.pk).values_list("status", flat=True).first()
     if current is None:  # the wake (or its thread) is gone
@@ -73,15 +73,27 @@ def _apply(wake: WakeRequest, step: Step, now: datetime) -> None:
     for a in step.attempts:
         attempt_record(wake, step=a["step"], outcome=a["outcome"], reason_code=a["reason_code"], now=now,
                  detail=a["detail"], started=a["started"])
+    if wake.status in reasons.FINAL_STATUSES and current != reasons.CANCELLED:  # a cancel was counted by its own
+        count_finished_on_commit(wake, now=now)
+
+
+@transaction.atomic
+def _apply_to_agent(wake: WakeRequest, step: Step, now: datetime) -> None:
+    """What the step learned about the agent: a session it started, a turn it started. Its own
+    transaction, locking the runtime first, as the agent's signals do (signals.runtime_signal:
+    runtime, session, then wakes), never while a wake row is locked: no lock-order deadlock."""
+    if step.record_session is None and step.agent_busy_since is None:
+        return
+    runtime = Runtime.objects.select_for_update().filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).first()
     if step.record_session:
         session_id, runtime_type, workdir = step.record_session
         agent = Actor(agent_id=wake.agent_id, workspace_id=wake.workspace_id, role=ROLE_PARTICIPANT, session_id=session_id)
         session_heartbeat(actor=agent, session_id=session_id, runtime_type=runtime_type, resumable=True,
                           workdir=workdir, now=now)
-        Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).update(session_id=session_id)
-    if step.agent_busy_since is not None:  # a turn we started: busy, unless the agent said otherwise since
-        Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).filter(
-            Q(agent_state_at__isnull=True) | Q(agent_state_at__lt=step.agent_busy_since)
-        ).update(agent_state=AGENT_BUSY, agent_state_at=step.agent_busy_since)
-    if wake.status in reasons.FINAL_STATUSES and current != reasons.CANCELLED:  # a cancel was counted by its own
-        count_finished_on_commit(wake, now=now)
+        if runtime is not None:
+            Runtime.objects.filter(pk=runtime.pk).update(session_id=session_id)
+    # a turn we started: busy, unless the agent said otherwise since
+    if step.agent_busy_since is not None and runtime is not None and (
+        runtime.agent_state_at is None or runtime.agent_state_at < step.agent_busy_since
+    ):
+        Runtime.objects.filter(pk=runtime.pk).update(agent_state=AGENT_BUSY, agent_state_at=step.agent_busy_since)

@@ -126,6 +126,7 @@ def runtime_launch(
         except CliSetupRequired as exc:
             raise Conflict(str(exc), code="cli_setup_required", details={"runtime": runtime_type}) from None
         argv = launch.argv
+        env.update(launch.env)
     elif prompt:
         raise ValidationFailed("A first prompt is given to Codex CLI or Claude Code only.",
                                details={"fields": {"prompt": "not for this command"}})
