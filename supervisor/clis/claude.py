@@ -127,6 +127,7 @@ class Claude(AgentCli):
         result = RunOutcome()
         prefix = f"{TOOLS_RULE}__"
         names: dict[str, str] = {}
+        denied_all = False
         for line in output.splitlines():
             event = json_line(line)
             if event is None:
@@ -137,6 +138,9 @@ class Claude(AgentCli):
             if kind == "system" and event.get("subtype") == "init":
                 servers = {s.get("name"): s.get("status") for s in event.get("mcp_servers") or [] if isinstance(s, dict)}
                 result.mcp_unavailable = servers.get(MCP_SERVER) != "connected"
+                offered = [t for t in event.get("tools") or [] if isinstance(t, str) and t.startswith(prefix)]
+                if not result.mcp_unavailable and not offered:
+                    denied_all = True  # connected, yet none offered: a permission rule denies them all
             for block in _blocks(event):
                 if block.get("type") == "tool_use" and str(block.get("name", "")).startswith(prefix):
                     names[block.get("id", "")] = block["name"][len(prefix):]
@@ -146,6 +150,8 @@ class Claude(AgentCli):
             if kind == "result":
                 result.tools_refused = [str(d.get("tool_name"))[len(prefix):] for d in event.get("permission_denials") or []
                                         if isinstance(d, dict) and str(d.get("tool_name", "")).startswith(prefix)]
+        if denied_all and not result.tools_refused:
+            result.tools_refused = ["*"]
         # a refused call also comes back as an error result: count it once, as refused
         result.tools_failed = [t for t in result.tools_failed if t not in result.tools_refused]
         return result
