@@ -10,7 +10,9 @@ does the right next thing, and a repeated post carries the same idempotency key.
 Both then ack what they read and end the turn."""
 from __future__ import annotations
 
+import functools
 import re
+import time
 from typing import Any
 
 from pilot.fakemodel import Call, Say, Turn
@@ -74,7 +76,8 @@ def _start(turn: Turn) -> tuple[str | None, Call | Say | None]:
     return thread, None
 
 
-def executioner(turn: Turn) -> Call | Say:
+def executioner(turn: Turn, *, fix_seconds: float = 0) -> Call | Say:
+    """`fix_seconds`: how long the model works before its turn's first fix (the TUI shows a turn running)."""
     thread, step = _start(turn)
     if step is not None:
         return step
@@ -85,6 +88,8 @@ def executioner(turn: Turn) -> Call | Say:
     fixed = _settled(messages, "fix", "executioner")
     for finding in messages:
         if finding.get("kind") == "finding" and finding.get("item_state") == "open" and finding["seq"] not in fixed:
+            if fix_seconds and not turn.called("post_message"):
+                time.sleep(fix_seconds)
             return _post(thread, f"Fixed: {finding['body']}", "fix", finding["seq"], key=f"fix-{finding['seq']}")
     return _finish(turn, thread, messages, "Work posted; every open finding has a fix.")
 
@@ -110,6 +115,11 @@ def reviewer(turn: Turn) -> Call | Say:
         return Call("update_thread_status", {"thread_id": thread, "status": "resolved",
                                              "reason": "Every finding is fixed and verified."})
     return _finish(turn, thread, messages, "Review done." if findings else "Nothing to review yet.")
+
+
+def working_executioner(fix_seconds: float):
+    """The executioner, taking `fix_seconds` over its fixes."""
+    return functools.partial(executioner, fix_seconds=fix_seconds)
 
 
 ROLES = {"executioner": executioner, "reviewer": reviewer}

@@ -16,7 +16,7 @@ from sessions.services import session_record
 from supervisor import reasons
 from supervisor.models import AGENT_APPROVAL, AGENT_BUSY, AGENT_IDLE, AGENT_UNKNOWN, ST_DEREGISTERED, Runtime
 from supervisor.services.trace import WAKE_REF_PREFIX, wakes_release
-from supervisor.services.wakes import ACK_TURN, wakes_acknowledge
+from supervisor.services.wakes import ACK_TURN, wakes_acknowledge, wakes_for_unread
 
 # event -> the agent's state after it
 EVENTS = {
@@ -28,6 +28,7 @@ EVENTS = {
     "session_ended": AGENT_UNKNOWN,
 }
 HELD_WHILE_BUSY = (reasons.R_AGENT_BUSY, reasons.R_AWAITING_APPROVAL)
+TURN_ENDS = ("turn_completed", "idle")
 
 
 def check_signal_input(*, event: str, session_id: str, workdir: str, wake_ref: str) -> None:
@@ -74,4 +75,6 @@ def runtime_signal(
     if state == AGENT_IDLE:
         wakes_release(workspace_id=actor.workspace_id, agent_id=actor.agent_id, reason_codes=HELD_WHILE_BUSY,
                       now=moment)
+        if event in TURN_ENDS:
+            wakes_for_unread(workspace_id=actor.workspace_id, agent_id=actor.agent_id, now=moment)
     return runtime

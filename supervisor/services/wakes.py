@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from messaging.models import Message, ReadCursor
 from messaging.selectors import cursor_position, unread_count
 from orkiva import observability, sql
 from orkiva.context import current_request_id
@@ -20,7 +22,7 @@ from supervisor import reasons
 from supervisor.models import ST_ACTIVE, ST_DEREGISTERED, UNMANAGED, Runtime, WakeRequest
 from supervisor.selectors import last_activity, runtime_of, runtime_state, wake_get
 from supervisor.services.trace import (
-    SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for, wake_ref_of,
+    SYSTEM_ID, SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for, wake_ref_of,
 )
 from threads import transitions
 from threads.models import Participant, Thread
@@ -239,6 +241,44 @@ def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, threa
             from orkiva.errors import report_error
 
             report_error(err)  # audited and counted; the post itself stands
+            continue
+        woken.append(wake)
+    return woken
+
+
+def wakes_for_unread(*, workspace_id: str, agent_id: str, now: datetime | None = None) -> list[WakeRequest]:
+    """An agent whose CLI reports its state has just finished a turn: wake it about each thread it has
+    not read to the end, unless it was woken for those messages already (a wake it acknowledged after
+    the newest of them arrived). A post made while its wake was being delivered collapsed onto that
+    wake; the agent may have read the thread before the post landed: this is where it is not lost.
+    The caller holds a transaction (signals.runtime_signal, the runtime locked)."""
+    moment = now or timezone.now()
+    cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=agent_id).values("last_read_seq")[:1]
+    threads = (
+        Thread.objects.filter(workspace_id=workspace_id, participants__agent_id=agent_id)
+        .exclude(status__in=(transitions.BLOCKED, transitions.CLOSED))
+        .annotate(read_to=Coalesce(Subquery(cursor), 0))
+        .filter(last_seq__gt=F("read_to"))
+    )
+    woken = []
+    for thread in threads:
+        if unread_count(thread=thread, agent_id=agent_id, last_read_seq=thread.read_to) == 0:
+            continue
+        newest = (Message.objects.filter(thread=thread, seq__gt=thread.read_to).exclude(sender=agent_id)
+                  .order_by("-seq").values_list("created_at", flat=True).first())
+        key = dedupe_key_for(workspace_id=workspace_id, agent_id=agent_id, thread_id=thread.pk)
+        acked = (WakeRequest.objects.filter(dedupe_key=key, acked_at__isnull=False).order_by("-acked_at")
+                 .values_list("acked_at", flat=True).first())
+        if newest is None or (acked is not None and acked >= newest):
+            continue
+        try:
+            with transaction.atomic():
+                wake = _wake_create(thread=thread, agent_id=agent_id, source=reasons.SOURCE_AUTO,
+                                    requested_by=SYSTEM_ID, actor=None, reason="", force=False, now=moment)
+        except RateLimited as err:
+            from orkiva.errors import report_error
+
+            report_error(err)  # audited and counted
             continue
         woken.append(wake)
     return woken

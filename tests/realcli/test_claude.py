@@ -72,6 +72,7 @@ def test_a_busy_claude_gets_the_wake_once_its_turn_ends(agents, thread, coordina
     # the Stop hook releases it: typed in as soon as the turn is over
     wake = agents.drive(wake.pk, runtimes=[runtime])
     assert (wake.status, wake.path) == (reasons.DELIVERED, "inject")
+    agents.claude_model.wait_for(lambda m: len(m.prompts()) == 2, what="the wake's prompt at the model")
     assert agents.claude_model.prompts() == ["Please think hard about naming.", wake.prompt]
     assert ("inject", "queued", "agent_busy") in steps(wake)
 

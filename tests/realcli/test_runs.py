@@ -128,7 +128,8 @@ def test_a_missing_mcp_server_is_a_failure_not_a_resume(agents, thread, coordina
     tmux.kill_session(tmux.session_name_for(workspace_id="ws-main", agent_id=agent))
     settings.ORKIVA_PUBLIC_URL = f"http://127.0.0.1:{free_port()}"  # the agent finds no bridge there
     wake = agents.drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id=agent).pk)
-    assert (wake.status, wake.reason_code) == (reasons.FAILED, "mcp_unavailable")
+    assert (wake.status, wake.reason_code) == (reasons.FAILED, "mcp_unavailable"), [
+        s["detail"].get("output_tail", "")[-600:] for s in wake_json(wake)["trace"]["steps"]]
     assert [s for s in steps(wake) if s[0] in ("resume", "spawn")] == [
         ("resume", "failed", "mcp_unavailable"), ("spawn", "failed", "mcp_unavailable")]
     assert last_step(wake)["detail"]["mcp_unavailable"] is True

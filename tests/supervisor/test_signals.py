@@ -203,3 +203,34 @@ def test_the_hook_says_why_when_the_bridge_is_away(bridge):
     bridge.server.server_close()
     done = run_hook(bridge, "claude", stdin='{"hook_event_name": "Stop"}')
     assert (done.returncode, done.stdout) == (0, "") and "could not reach the bridge" in done.stderr
+
+
+def test_the_end_of_a_turn_wakes_the_agent_for_what_it_has_not_read(runtime, thread, executioner, coordinator):
+    """A post that landed while the agent's wake was being delivered collapsed onto it; the agent
+    read the thread before the post: at the end of its turn it gets a wake for it. One it was woken
+    for already (acknowledged after the post) does not wake it again."""
+    from messaging.services import message_post
+
+    t0 = timezone.now() - timedelta(minutes=10)
+    message_post(actor=executioner, thread_id=thread.pk, body="first", now=t0)
+    earlier = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    WakeRequest.objects.filter(pk=earlier.pk).update(status=reasons.DELIVERED, acked_at=t0 + timedelta(seconds=5))
+    message_post(actor=executioner, thread_id=thread.pk, body="second, after the read", now=t0 + timedelta(seconds=9))
+    assert event({"event": "turn_completed"}).status_code == 200
+    (woken,) = WakeRequest.objects.exclude(pk=earlier.pk)
+    assert (woken.source, woken.agent_id, woken.thread_id) == ("auto", "reviewer", thread.pk)
+    assert woken.status in reasons.ACTIVE_STATUSES
+    # delivered, acknowledged after the newest message: the next turn's end wakes nobody
+    WakeRequest.objects.filter(pk=woken.pk).update(status=reasons.DELIVERED, acked_at=timezone.now())
+    assert event({"event": "turn_completed"}).status_code == 200
+    assert WakeRequest.objects.count() == 2
+
+
+def test_the_end_of_a_turn_wakes_nobody_who_read_everything(runtime, thread, executioner, reviewer):
+    from messaging.services import cursor_ack, message_post
+
+    message_post(actor=executioner, thread_id=thread.pk, body="hello")
+    message_post(actor=reviewer, thread_id=thread.pk, body="my own post is not unread for me")
+    cursor_ack(actor=reviewer, thread_id=thread.pk, seq=1)
+    assert event({"event": "turn_completed"}).status_code == 200
+    assert not WakeRequest.objects.filter(agent_id="reviewer").exists()
