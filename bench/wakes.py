@@ -140,8 +140,9 @@ def main() -> None:
                 runtime_launch(operator=operator, agent_id=AGENT, workspace_id=workspace, runtime_type=args.real,
                                workdir=str(common.RESULTS / f"real-{socket}" / "project"), reason="wake bench")
 
-                def idle() -> bool:
-                    return Runtime.objects.filter(agent_id=AGENT, workspace_id=workspace, agent_state="idle").exists()
+                def idle() -> bool:  # Codex says nothing before its first turn ends: unknown is not busy
+                    return Runtime.objects.filter(agent_id=AGENT, workspace_id=workspace,
+                                                  agent_state__in=("idle", "unknown")).exists()
 
                 def taken() -> list[float]:
                     return [r.received_at for r in model.turns() if not r.turn.results

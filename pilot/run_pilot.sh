@@ -4,12 +4,22 @@
 # thread is resolved with no human relaying anything, then print the pilot report for it.
 #
 #   pilot/run_pilot.sh [--workspace-id pilot] [--timeout 180] [--stubborn N]
+#   pilot/run_pilot.sh --real [--timeout 300] [--keep]
+#
+# --real: the real CLIs instead of the scripted agents, a Codex executioner and a Claude Code
+# reviewer with fake models playing the roles; self-contained (its own bridge, supervisor, database
+# and tmux server): pilot/real.py.
 #
 # Environment: ORKIVA_PUBLIC_URL (the bridge, default http://127.0.0.1:8000), PYTHON (default
 # .venv/bin/python), FIX_DELAY (seconds the executioner "works" on fixes; set it above the
 # bridge's ORKIVA_RUNTIME_IDLE_SECONDS so the reviewer is idle, and so woken, when they land).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--real" ]; then
+    shift
+    exec "${PYTHON:-.venv/bin/python}" -m pilot.real "$@"
+fi
 
 WORKSPACE=pilot TIMEOUT=180 STUBBORN=0
 while [ $# -gt 0 ]; do

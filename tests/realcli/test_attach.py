@@ -67,6 +67,32 @@ def test_a_pane_the_user_started_is_attached_and_woken(agents, thread, coordinat
         subprocess.run([*user_tmux, "kill-server"], check=False)
 
 
+def test_a_first_run_dialog_in_a_users_pane_holds_the_wake(agents, thread, coordinator):
+    """A Codex the user started in a git folder they never trusted shows its trust dialog; any key
+    would answer it. The wake is held, never typed."""
+    socket = agents.tmp / "user-tmux.sock"
+    user_tmux = ["tmux", "-S", str(socket), "-f", "/dev/null"]
+    env = {"HOME": str(agents.tmp / "home"), "CODEX_HOME": str(agents.tmp / "codex-home")}
+    subprocess.run([*user_tmux, "new-session", "-d", "-s", "mine", "-x", "200", "-y", "50", "-c", str(agents.workdir),
+                    *[f"-e{k}={v}" for k, v in env.items()], "--", str(cli_path("codex"))], check=True)
+    try:
+        from supervisor.services import runtime_attach
+        from tests.supervisor.conftest import operator
+
+        agents.wait(lambda: "Trust this folder?" in tmux.capture("mine:0.0", str(socket)), what="the trust dialog")
+        runtime = runtime_attach(operator=operator(), agent_id="executioner", workspace_id="ws-main",
+                                 runtime_type="codex", target="mine:0.0", tmux_socket=str(socket),
+                                 reason="my own codex").runtime
+        wake = agents.drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="executioner").pk,
+                            until=lambda w: w.status == reasons.QUEUED, runtimes=[runtime])
+        assert wake.reason_code == "dialog_open"
+        screen = tmux.capture("mine:0.0", str(socket))
+        assert "Trust this folder?" in screen and "Orkiva wake" not in screen
+        assert agents.codex_model.prompts() == []
+    finally:
+        subprocess.run([*user_tmux, "kill-server"], check=False)
+
+
 def test_attach_refuses_a_pane_that_is_not_there(agents):
     code, body = run_manage_json(
         "orkiva_runtime", "attach", "--agent-id", "reviewer", "--workspace-id", "ws-main", "--runtime", "claude",

@@ -1,5 +1,6 @@
 """The real Codex CLI (package.json's pin) in a managed tmux pane: launched ready to work, and woken
-through its pane by a pasted prompt, which the model receives whole."""
+through its pane by a pasted prompt, which the model receives whole; and, for both CLIs, a human's
+draft in the input line is never typed into."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from messaging.models import Message
 from sessions.models import AgentSession
 from supervisor import reasons, tmux
-from supervisor.models import Runtime, WakeRequest
+from supervisor.models import Runtime
 from supervisor.services import wake_trigger
 from tests.supervisor.test_chain import steps
 
@@ -41,17 +42,17 @@ def test_a_launched_codex_works_and_is_woken_through_its_pane(agents, thread, co
     assert wake.prompt not in tmux.capture(runtime.pty_target, screen=True).split("›")[-1]
 
 
-def test_a_human_draft_in_codex_is_never_typed_into(agents, thread, coordinator, settings):
+@pytest.mark.parametrize(("agent", "runtime_type"), [("executioner", "codex"), ("reviewer", "claude")])
+def test_a_human_draft_is_never_typed_into(agents, thread, coordinator, settings, agent, runtime_type):
     settings.ORKIVA_WAKE_MAX_DEFER_SECONDS = 2
     settings.ORKIVA_WAKE_RECHECK_SECONDS = 0.5
-    launched = agents.launch("executioner", "codex")
-    runtime = launched.runtime
+    runtime = agents.launch(agent, runtime_type).runtime
     tmux.server().cmd("send-keys", "-l", "half a thought", target=runtime.pty_target)
     agents.wait(lambda: "half a thought" in agents.screen(runtime), what="the draft on screen", runtimes=[runtime])
-    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="executioner")
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id=agent)
     wake = agents.drive(wake.pk, until=lambda w: w.status == reasons.QUEUED, runtimes=[runtime])
     assert wake.reason_code == "input_not_empty"
     assert {s[2] for s in steps(wake) if s[1] == "deferred"} == {"input_not_empty"}
-    assert agents.codex_model.prompts() == []  # nothing submitted, the draft untouched
+    model = agents.codex_model if runtime_type == "codex" else agents.claude_model
+    assert model.prompts() == []  # nothing submitted, the draft untouched
     assert "half a thought" in agents.screen(runtime) and "Orkiva wake" not in agents.screen(runtime)
-    WakeRequest.objects.filter(pk=wake.pk).update(status=reasons.FAILED)
