@@ -117,8 +117,9 @@ class Command(OrkivaCommand):
 
     def render_table(self, result: dict[str, Any]) -> str:
         if "runtimes" in result:
-            lines = [f"{r['workspace_id']}/{r['agent_id']}: {r['management_mode']} {r['state']}"
-                     f"{' paused' if r['paused'] else ''} {r['pty_target'] or ''}" for r in result["runtimes"]]
+            lines = [f"{r['workspace_id']}/{r['agent_id']}: {r['runtime_type']} {r['management_mode']} {r['state']}"
+                     f"{' paused' if r['paused'] else ''} agent {r['agent_state']} {r['pty_target'] or ''}"
+                     for r in result["runtimes"]]
             guidance = next((r["guidance"] for r in result["runtimes"] if "guidance" in r), None)
             return "\n".join(lines + ([f"\n{guidance}"] if guidance else [])) or "no runtimes"
         return render_mapping(result)
