@@ -42,11 +42,13 @@ def session_heartbeat(
 
 
 def session_record(
-    *, actor: Actor, session_id: str, runtime_type: str, workdir: str = "", now: datetime | None = None
+    *, actor: Actor, session_id: str, runtime_type: str, workdir: str = "", known_since: datetime | None = None,
+    now: datetime | None = None,
 ) -> AgentSession:
     """Record a session the agent's own CLI reported (a hook, a launch, an attach): its id and where
-    it lives. Unlike a heartbeat it does not say the agent is alive now: an existing session keeps its
-    last heartbeat (a wake's ack counts heartbeats), a new one starts with this moment."""
+    it lives. Unlike a heartbeat it does not say the agent is alive now (a wake's ack counts
+    heartbeats): an existing session keeps its last heartbeat, a new one starts with `known_since`
+    (when its runtime was registered, say), else this moment."""
     if not is_identifier(session_id):
         raise ValidationFailed("Not a valid session id.", details={"fields": {"session_id": IDENTIFIER_HELP}})
     if runtime_type not in RUNTIME_TYPES:
@@ -58,7 +60,7 @@ def session_record(
             with transaction.atomic():
                 session, created = AgentSession.objects.get_or_create(
                     **key, defaults={"runtime_type": runtime_type, "resumable": True, "workdir": workdir,
-                                     "last_heartbeat_at": moment, "created_at": moment},
+                                     "last_heartbeat_at": known_since or moment, "created_at": moment},
                 )
             break
         except IntegrityError:

@@ -70,6 +70,7 @@ R_SPAWN_TIMEOUT = "spawn_timeout"
 R_COMMAND_NOT_FOUND = "command_not_found"
 R_CHAIN_EXHAUSTED = "chain_exhausted"
 R_OPERATOR_RESUMED = "operator_resumed"
+R_INTERNAL_ERROR = "internal_error"  # a step raised (a bug): the wake fails, the traceback is logged
 R_OPERATOR_CANCELLED = "operator_cancelled"
 # The agent's state and screen (real CLIs): held, deferred, or the paste not taken.
 R_AGENT_BUSY = "agent_busy"  # a turn is running: held until the agent is idle
@@ -77,7 +78,9 @@ R_AWAITING_APPROVAL = "awaiting_approval"  # the CLI waits for a human's approva
 R_DIALOG_OPEN = "dialog_open"  # a dialog of the CLI is showing (a first-run question): held
 R_INPUT_NOT_EMPTY = "input_not_empty"  # the input line holds a human's draft: deferred, never merged into
 R_NOT_SUBMITTED = "not_submitted"  # pasted, but the TUI did not take it within the submit timeout
-R_ACK_TIMEOUT_PANE_ALIVE = "unacknowledged"  # typed, never acknowledged, and the agent's pane still runs
+R_UNACKNOWLEDGED = "unacknowledged"  # typed, never acknowledged, and the agent's pane still runs
+R_SCREEN_UNRECOGNIZED = "screen_unrecognized"  # an attached pane shows something other than its CLI: held
+R_ALREADY_READ = "already_read"  # a held auto wake whose agent read the thread to the end meanwhile
 # Resume and spawn: what the run's output says besides its exit code.
 R_NO_WORKDIR = "no_workdir"  # where the session lives is not known
 R_TOOLS_REFUSED = "tools_refused"  # the CLI denied the Orkiva tools (no permission rule)

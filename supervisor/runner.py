@@ -41,10 +41,6 @@ class CommandResult:
     session_id: str | None = None
     output: str = field(default="", repr=False)  # all of it, for the CLI's adapter to read (not stored)
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
-
     def as_detail(self) -> dict:
         return {
             "argv": self.argv,

@@ -57,14 +57,14 @@ def heartbeat_signal(*, workspace_id: str, agent_id: str, since: datetime) -> st
     return None
 
 
-def wake_ack(wake: WakeRequest, *, since: datetime, heartbeats: bool = True) -> str | None:
+def wake_ack(wake: WakeRequest, *, since: datetime | None = None, heartbeats: bool = True) -> str | None:
     """What acknowledged the wake's delivery that began at `since`: the agent's own sign for the
     wake's thread, marked on the row (`wakes_acknowledge`: a read, an ack, a turn started), or (with
-    `heartbeats`) a heartbeat of the agent after it. None: nothing yet."""
+    `heartbeats`, and `since`) a heartbeat of the agent after it. None: nothing yet."""
     marked = WakeRequest.objects.filter(pk=wake.pk).values_list("acked_at", "ack_signal").first()
     if marked and marked[0] is not None:
         return marked[1]
-    if not heartbeats:
+    if not heartbeats or since is None:
         return None
     return heartbeat_signal(workspace_id=wake.workspace_id, agent_id=wake.agent_id, since=since)
 

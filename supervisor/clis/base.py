@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+WAKE_REF = re.compile(r"\bw-[0-9a-f]{12}\b")  # a wake's marker (supervisor.services.trace.wake_ref_of)
 HOOK_PROGRAM = Path(__file__).resolve().parent.parent / "hook.py"
 MCP_SERVER = "orkiva"  # the MCP server's name in the CLIs' configuration: tools are mcp__orkiva__*
 
@@ -97,6 +98,7 @@ class AgentCli:
 
     runtime_type = ""
     name = ""
+    state_source = ""  # the signals its launch configures
     paste_placeholder = re.compile(r"$^")  # how the TUI shows a long paste in its input line
 
     def executable(self) -> str:
@@ -111,6 +113,11 @@ class AgentCli:
 
     def launch(self, place: AgentPlace, *, argv: list[str], prompt: str, env: dict[str, str]) -> Launch:
         raise NotImplementedError
+
+    def sessions_now(self, env: dict[str, str]) -> set[str]:
+        """The sessions a TUI of this CLI holds open now, by the CLI's own files (empty if it keeps none):
+        a launch compares before and after, when the CLI does not take its session id up front."""
+        return set()
 
     def find_session(self, workdir: str, env: dict[str, str]) -> str:
         """The newest session of this CLI that lives in `workdir`, from the CLI's own files ("" if none):
@@ -136,12 +143,15 @@ class AgentCli:
         running, an approval prompt or a dialog showing, or UNKNOWN (not this CLI's screen)."""
         raise NotImplementedError
 
-    def holds(self, screen: Screen, prompt: str) -> bool:
-        """Whether the input line holds our own pasted prompt, not yet submitted."""
+    def holds(self, screen: Screen, *, pasted_before: bool) -> bool:
+        """Whether the input line holds a prompt the supervisor pasted and the TUI did not take: a wake's
+        marker shows there (this wake's or an earlier one's), or, when this wake was pasted before, the
+        placeholder the TUI shows for a long paste. Anything else is a human's draft."""
         if screen.state != DRAFT:
             return False
-        draft = normalized(screen.draft)
-        return bool(draft) and (bool(self.paste_placeholder.search(screen.draft)) or draft in normalized(prompt))
+        if WAKE_REF.search(screen.draft):
+            return True
+        return pasted_before and bool(self.paste_placeholder.fullmatch(normalized(screen.draft)))
 
 
 def json_line(line: str) -> dict | None:

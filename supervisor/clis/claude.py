@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 
@@ -34,6 +35,7 @@ TOOLS_RULE = f"mcp__{MCP_SERVER}"
 _RULE = "─"
 _SPINNER = re.compile(r"^\S \S.*… \((?:\d+m )?\d+s\b")  # "✢ Elucidating… (2s · ↓ 3 tokens)"
 _APPROVAL = ("Do you want to proceed?", "requires approval", "Do you want to make this edit")
+_CHOICE = re.compile(r"\d+\. \S")  # "❯ 1. Yes": the chosen option of a question, not the input box
 _DIALOGS = ("Yes, I trust this folder", "Detected a custom API key", "Unable to connect to Anthropic",
             "New MCP server found", "Select login method", "Choose the text style")
 
@@ -60,15 +62,21 @@ def preanswer_first_run(env: dict[str, str], workdir: str) -> Path:
             "run `claude` once by hand and log in, then launch again."
         )
     projects = config.setdefault("projects", {})
-    projects.setdefault(workdir, {})["hasTrustDialogAccepted"] = True
+    responses = config.setdefault("customApiKeyResponses", {"approved": [], "rejected": []})
+    if not (isinstance(projects, dict) and isinstance(projects.setdefault(workdir, {}), dict)
+            and isinstance(responses, dict) and all(isinstance(responses.setdefault(k, []), list)
+                                                     for k in ("approved", "rejected"))):
+        raise CliSetupRequired(f"Claude Code's config {path} is not as Claude Code writes it (projects, "
+                               "customApiKeyResponses); fix or remove those entries.")
+    projects[workdir]["hasTrustDialogAccepted"] = True
     key = env_path(env, "ANTHROPIC_API_KEY")
-    if key:
-        responses = config.setdefault("customApiKeyResponses", {"approved": [], "rejected": []})
-        tail = key[-20:]  # Claude Code keys its answer by the key's last 20 characters
-        if tail not in responses.setdefault("approved", []) and tail not in responses.setdefault("rejected", []):
-            responses["approved"].append(tail)
+    tail = key[-20:]  # Claude Code keys its answer by the key's last 20 characters
+    if key and tail not in responses["approved"] and tail not in responses["rejected"]:
+        responses["approved"].append(tail)
     temporary = path.with_name(f".{path.name}.orkiva-{os.getpid()}")
     temporary.write_text(json.dumps(config, indent=2))
+    if path.exists():
+        os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))  # the user's own mode stays
     os.replace(temporary, path)
     return path
 
@@ -90,6 +98,7 @@ def write_files(place: AgentPlace, *, hooks: bool) -> tuple[Path, Path]:
 class Claude(AgentCli):
     runtime_type = "claude"
     name = "claude"
+    state_source = STATE_SOURCE
     paste_placeholder = re.compile(r"\[Pasted text #\d+(?: \+\d+ lines)?\]")
 
     def launch(self, place: AgentPlace, *, argv: list[str], prompt: str, env: dict[str, str]) -> Launch:
@@ -163,7 +172,7 @@ class Claude(AgentCli):
         if len(rules) >= 2 and rules[-1] - rules[-2] >= 2:
             top, bottom = rules[-2], rules[-1]
             box = lines[top + 1:bottom]
-            if box[0].startswith("❯"):
+            if box[0].startswith("❯") and not _CHOICE.match(box[0][1:].lstrip("\u00a0 ")):
                 footer = " ".join(line.strip() for line in lines[bottom + 1:] if line.strip())
                 busy = "esc to interrupt" in footer or any(_SPINNER.search(line) for line in lines[max(0, top - 8):top])
                 draft = "\n".join([box[0][1:].lstrip("\u00a0 ")] + [line[2:] if line.startswith("  ") else line

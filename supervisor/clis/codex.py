@@ -33,8 +33,9 @@ _MCP_DOWN = re.compile(r"required MCP servers failed to initialize|MCP client fo
 
 
 def _toml(value) -> str:
-    """A TOML value for -c: JSON strings, numbers, booleans and arrays are valid TOML."""
-    return json.dumps(value)
+    """A TOML value for -c: JSON strings (non-ASCII as is: TOML has no surrogate escapes), numbers,
+    booleans and arrays are valid TOML."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def mcp_overrides(*, required: bool) -> list[str]:
@@ -55,6 +56,7 @@ def mcp_overrides(*, required: bool) -> list[str]:
 class Codex(AgentCli):
     runtime_type = "codex"
     name = "codex"
+    state_source = STATE_SOURCE
     paste_placeholder = re.compile(r"\[Pasted Content \d+ chars\]")
 
     def launch(self, place: AgentPlace, *, argv: list[str], prompt: str, env: dict[str, str]) -> Launch:
@@ -65,12 +67,17 @@ class Codex(AgentCli):
             args += ["--", prompt]
         return Launch(argv=args, state_source=STATE_SOURCE)
 
+    def sessions_now(self, env: dict[str, str]) -> set[str]:
+        # A TUI writes $CODEX_HOME/thread-writer-locks/<session id>.lock when it starts (its rollout
+        # only at the first turn).
+        locks = _codex_home(env) / "thread-writer-locks"
+        return {p.stem for p in locks.glob("*.lock") if not p.name.startswith(".")}
+
     def find_session(self, workdir: str, env: dict[str, str]) -> str:
         # Rollouts: $CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl, first line session_meta
         # with the id and cwd (written at the session's first turn).
-        home = Path(env_path(env, "CODEX_HOME") or Path(env_path(env, "HOME") or Path.home()) / ".codex")
         newest, newest_at = "", 0.0
-        for path in (home / "sessions").glob("*/*/*/rollout-*.jsonl"):
+        for path in (_codex_home(env) / "sessions").glob("*/*/*/rollout-*.jsonl"):
             try:
                 with path.open() as handle:
                     meta = json_line(handle.readline()) or {}
@@ -108,23 +115,28 @@ class Codex(AgentCli):
         return result
 
     def screen(self, captured: str) -> Screen:
-        text = plain(captured)
-        for marker in _APPROVAL:
-            if marker in text:
-                return Screen(APPROVAL, evidence=marker)
-        for marker in _DIALOGS:
-            if marker in text:
-                return Screen(DIALOG, evidence=marker)
-        for marker in _BUSY:
-            if marker in text:
-                return Screen(BUSY, evidence=marker)
+        # Only the TUI's own lines are read: the input line (the last one starting with the `›` glyph),
+        # the status line just above it, the footer below. Text the conversation shows is not looked at.
         lines = captured.splitlines()
-        start = max((i for i, line in enumerate(lines) if plain(line).startswith("› ")), default=None)
+        plains = [plain(line) for line in lines]
+        start = max((i for i, line in enumerate(plains) if line.startswith("› ")), default=None)
+        # A question (an approval, a first-run dialog) takes the input's place; the same glyph marks
+        # its chosen option, indented: `  › 1. Allow`.
+        choice = max((i for i, line in enumerate(plains) if _CHOICE.match(line)), default=None)
+        if choice is not None and (start is None or choice >= start):
+            region = "\n".join(plains[max(0, choice - 15):])
+            marker = next((m for m in _APPROVAL if m in region), None)
+            return Screen(APPROVAL, evidence=marker) if marker else Screen(DIALOG, evidence=plains[choice].strip()[:60])
         if start is None:
-            return Screen(UNKNOWN, evidence="no input line")
-        above = "\n".join(plain(line) for line in lines[:start])
+            marker = next((m for m in _DIALOGS if m in "\n".join(plains)), None)
+            return Screen(DIALOG, evidence=marker) if marker else Screen(UNKNOWN, evidence="no input line")
+        first = plains[start][2:].strip()
+        near = "\n".join(plains[max(0, start - 4):start] + plains[start + 1:])
+        marker = next((m for m in _BUSY if m in near), None)
+        above = "\n".join(plains[:start])
+        if marker:
+            return Screen(BUSY, evidence=marker, above=above)
         after = lines[start].split("›", 1)[1]
-        first = plain(after).strip()
         if not first:
             return Screen(IDLE, evidence="empty input line", above=above)
         if _drawn_dim(after):
@@ -133,6 +145,7 @@ class Codex(AgentCli):
         return Screen(DRAFT, draft="\n".join(body), evidence="input line holds text", above=above)
 
 
+_CHOICE = re.compile(r"\s*› \d+\. \S")
 _LEAD = re.compile(r"(?:\x1b\[[0-9;?]*[A-Za-z]|\s)*")
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 
@@ -148,6 +161,10 @@ def _drawn_dim(text: str) -> bool:
             elif param == "2":
                 dim = True
     return dim
+
+
+def _codex_home(env: dict[str, str]) -> Path:
+    return Path(env_path(env, "CODEX_HOME") or Path(env_path(env, "HOME") or Path.home()) / ".codex")
 
 
 def _continuation(lines: list[str]) -> list[str]:

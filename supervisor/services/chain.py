@@ -3,21 +3,26 @@
 each step's outcome is applied to the row in one short transaction."""
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from policy.identity import ROLE_PARTICIPANT, Actor
 from sessions.services import session_heartbeat
 from supervisor import reasons
-from supervisor.models import AGENT_BUSY, Runtime, WakeRequest
+from supervisor.models import AGENT_APPROVAL, AGENT_BUSY, Runtime, WakeRequest
 from supervisor.services.inject import step_inject
 from supervisor.services.runs import step_resume, step_spawn
-from supervisor.services.steps import Step
-from supervisor.services.trace import attempt_record, count_finished_on_commit
+from supervisor.services.steps import Step, finish
+from supervisor.services.signals import HELD_WHILE_BUSY
+from supervisor.services.trace import attempt_record, count_finished_on_commit, runtime_for_update, wakes_release
+from supervisor.services.wakes import ACK_TURN
 
+
+logger = logging.getLogger("orkiva.supervisor")
 
 
 def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest | None, bool]:
@@ -36,7 +41,9 @@ def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest |
             return wake, False
         wake.lease_until = moment + lease
         fields = ["lease_until"]
-        if wake.status != reasons.AWAITING_ACK:  # this step may deliver anew: only a sign from now on acks it
+        # This step may deliver anew: only a sign from now on acks it. A turn started by this wake's own
+        # prompt (its marker) stays: it says the prompt was taken, whenever it came.
+        if wake.status != reasons.AWAITING_ACK and wake.ack_signal != ACK_TURN:
             wake.acked_at, wake.ack_signal = None, ""
             fields += ["acked_at", "ack_signal"]
         wake.save(update_fields=fields)
@@ -48,9 +55,22 @@ def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest |
             step_resume(wake, step, moment)
         elif wake.stage == reasons.STAGE_SPAWN:
             step_spawn(wake, step, moment)
-    finally:
+    except DatabaseError:
+        raise  # the database's failure, not the wake's: the lease runs out and the sweep runs it again
+    except Exception as exc:
+        # A bug: the wake fails, recorded and logged with its traceback, rather than being run again
+        # by every sweep for ever; the job fails too (django-q2 keeps the traceback).
+        logger.exception("wake step failed", extra={"wake_id": str(wake.pk), "stage": wake.stage})
+        step = Step()
+        step.attempt(wake.stage, reasons.OUT_FAILED, reasons.R_INTERNAL_ERROR,
+                     {"error": f"{type(exc).__name__}: {exc}"[:500]})
+        finish(step, status=reasons.FAILED, path=wake.stage, reason_code=reasons.R_INTERNAL_ERROR, now=moment)
         _apply(wake, step, moment)
-        _apply_to_agent(wake, step, moment)
+        raise
+    _apply(wake, step, moment)
+    _apply_to_agent(wake, step, moment)
+    if step.held_by_state:
+        _release_if_idle_since(wake)
     return wake, True
 
 
@@ -84,7 +104,7 @@ def _apply_to_agent(wake: WakeRequest, step: Step, now: datetime) -> None:
     runtime, session, then wakes), never while a wake row is locked: no lock-order deadlock."""
     if step.record_session is None and step.agent_busy_since is None:
         return
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).first()
+    runtime = runtime_for_update(workspace_id=wake.workspace_id, agent_id=wake.agent_id)
     if step.record_session:
         session_id, runtime_type, workdir = step.record_session
         agent = Actor(agent_id=wake.agent_id, workspace_id=wake.workspace_id, role=ROLE_PARTICIPANT, session_id=session_id)
@@ -97,3 +117,15 @@ def _apply_to_agent(wake: WakeRequest, step: Step, now: datetime) -> None:
         runtime.agent_state_at is None or runtime.agent_state_at < step.agent_busy_since
     ):
         Runtime.objects.filter(pk=runtime.pk).update(agent_state=AGENT_BUSY, agent_state_at=step.agent_busy_since)
+
+
+def _release_if_idle_since(wake: WakeRequest) -> None:
+    """The step held the wake for a busy agent, reading the runtime before the agent's `idle` came in
+    (whose release found the wake still leased, not queued): let it run now rather than at the sweep."""
+    state = Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).values_list(
+        "agent_state", flat=True).first()
+    if state in (AGENT_BUSY, AGENT_APPROVAL):
+        return
+    with transaction.atomic():
+        wakes_release(workspace_id=wake.workspace_id, agent_id=wake.agent_id, reason_codes=HELD_WHILE_BUSY,
+                      now=timezone.now())

@@ -35,10 +35,15 @@ def credential_revoke(runtime: Runtime, *, reason: str, now: datetime, actor: Ac
     """Revoke the runtime's credential (every token of its session). The caller holds a transaction."""
     if not runtime.credential_session:
         return False
-    token_revoke(
-        operator=actor or supervisor_actor(runtime.workspace_id), reason=reason, session_id=runtime.credential_session,
-        workspace_id=runtime.workspace_id, reason_code=REASON_CODE, now=now,
-    )
-    Runtime.objects.filter(pk=runtime.pk).update(credential_session="")
+    credential_session_revoke(workspace_id=runtime.workspace_id, session=runtime.credential_session, reason=reason,
+                              now=now, actor=actor)
+    # only if it is still that credential: a launch meanwhile gave the runtime a new one
+    Runtime.objects.filter(pk=runtime.pk, credential_session=runtime.credential_session).update(credential_session="")
     runtime.credential_session = ""
     return True
+
+
+def credential_session_revoke(*, workspace_id: str, session: str, reason: str, now: datetime,
+                              actor: Actor | None = None) -> None:
+    token_revoke(operator=actor or supervisor_actor(workspace_id), reason=reason, session_id=session,
+                 workspace_id=workspace_id, reason_code=REASON_CODE, now=now)

@@ -22,9 +22,11 @@ from supervisor.collision import DEFER, INJECT, CollisionPolicy, collision_decid
 from supervisor.models import (
     AGENT_APPROVAL, AGENT_BUSY, PTY_TMUX, ST_DEREGISTERED, ST_EXPIRED, ST_OFFLINE, UNMANAGED, Runtime, WakeRequest,
 )
+from messaging.selectors import cursor_position, unread_count
 from supervisor.selectors import runtime_of, wake_ack
 from supervisor.services.steps import Step, finish, to_stage
 from supervisor.services.trace import guidance_for, wake_ref_of
+from supervisor.services.wakes import ACK_TURN
 
 HELD_BY_SCREEN = {APPROVAL: reasons.R_AWAITING_APPROVAL, BUSY: reasons.R_AGENT_BUSY, DIALOG: reasons.R_DIALOG_OPEN}
 HELD_BY_STATE = {AGENT_BUSY: reasons.R_AGENT_BUSY, AGENT_APPROVAL: reasons.R_AWAITING_APPROVAL}
@@ -65,28 +67,41 @@ def step_inject(wake: WakeRequest, step: Step, now: datetime) -> None:
         return _hold(wake, step, now, reasons.R_PAUSED, {})
     target, socket_path = runtime.pty_target, runtime.tmux_socket
     pane = tmux.pane_state(target, socket_path)
-    if not pane.exists or pane.dead:
-        code = reasons.R_TARGET_MISSING if not pane.exists else reasons.R_TARGET_DEAD
-        step.attempt("inject", reasons.OUT_FAILED, code, {"pty_target": target})
+    # the pane's process is the one registered: tmux reuses pane ids (and names) for new panes
+    if not pane.exists or pane.dead or (runtime.pid and pane.pid and pane.pid != runtime.pid):
+        code = reasons.R_TARGET_DEAD if pane.exists and pane.dead else reasons.R_TARGET_MISSING
+        step.attempt("inject", reasons.OUT_FAILED, code, {"pty_target": target, "pane_pid": pane.pid,
+                                                          "runtime_pid": runtime.pid})
         to_stage(step, reasons.STAGE_RESUME, reason_code=code, now=now)
+        return
+    if wake.ack_signal == ACK_TURN:  # a prompt of this wake was taken after all, later than the step waited
+        step.attempt("inject", reasons.OUT_ACKED, reasons.R_ACKED, {"signal": ACK_TURN})
+        finish(step, status=reasons.DELIVERED, path="inject", reason_code=reasons.R_ACKED, now=now)
+        return
+    if wake.source == reasons.SOURCE_AUTO and wake.status == reasons.QUEUED and _read_meanwhile(wake):
+        step.attempt("inject", reasons.OUT_ACKED, reasons.R_ALREADY_READ, {})
+        finish(step, status=reasons.DELIVERED, path="inject", reason_code=reasons.R_ALREADY_READ, now=now)
         return
     held = _held_by_state(runtime, now)
     if held:
+        step.held_by_state = True
         return _hold(wake, step, now, held, {"agent_state": runtime.agent_state, "state_source": runtime.state_source})
     cli = cli_for(runtime.runtime_type)
     screen = _screen(cli, target, socket_path)
-    ours = bool(cli) and cli.holds(screen, wake.prompt)  # our own earlier paste, not yet submitted
+    ours = bool(cli) and cli.holds(screen, pasted_before=wake.inject_attempts > 0)  # a paste the TUI did not take
     if screen.state in HELD_BY_SCREEN:
         return _hold(wake, step, now, HELD_BY_SCREEN[screen.state], {"screen": screen.state, "seen": screen.evidence})
+    if screen.state == UNKNOWN and cli is not None and socket_path:
+        # A pane the user started is expected to show their CLI; anything else there (a shell, another
+        # program that took the pane over) is not typed into.
+        return _hold(wake, step, now, reasons.R_SCREEN_UNRECOGNIZED, {"screen": screen.state, "seen": screen.evidence})
     activity = tmux.client_activity(target, socket_path)
     policy = CollisionPolicy.from_settings()
-    deferred_since = (
-        now - timedelta(seconds=policy.max_defer)
-        if wake.status == reasons.QUEUED and wake.reason_code in QUEUED_LOOKING
-        else None
-        if wake.status == reasons.QUEUED
-        else wake.deferred_since
-    )
+    if wake.status == reasons.QUEUED:
+        # a queued wake has deferred its fill: each look goes in only when nothing stands in the way
+        deferred_since = now - timedelta(seconds=policy.max_defer) if wake.reason_code in QUEUED_LOOKING else None
+    else:
+        deferred_since = wake.deferred_since
     decision = collision_decide(client_activity=activity, now=now, deferred_since=deferred_since, force=wake.force,
                                 policy=policy, draft=screen.state == DRAFT and not ours)
     detail = {"pty_target": target, "client_activity": activity, "last_activity_age": decision.last_activity_age,
@@ -109,10 +124,11 @@ def step_inject(wake: WakeRequest, step: Step, now: datetime) -> None:
     try:
         if not ours:
             tmux.paste(target, wake.prompt, socket_path)
-        submitted = _submit(wake, cli, target, socket_path)
+        submitted = _submit(wake, cli, target, socket_path, shown_before=screen.above.count(wake_ref_of(wake.trace_id)))
     except tmux.TmuxFailed as exc:
         step.attempt("inject", reasons.OUT_FAILED, reasons.R_SEND_FAILED, {**detail, "stderr": exc.stderr})
-        return _retry_or_move_on(step, attempts, reasons.R_SEND_FAILED, now)
+        # the pane was alive a moment ago: never a resume beside it
+        return _retry_or_move_on(step, attempts, reasons.R_SEND_FAILED, now, pane_alive=True)
     detail.update(attempt=attempts, submitted=submitted["by"], enters=submitted["enters"])
     if submitted["by"] is None:
         step.attempt("inject", reasons.OUT_FAILED, reasons.R_NOT_SUBMITTED, detail)
@@ -156,12 +172,12 @@ def _screen(cli: AgentCli | None, target: str, socket_path: str) -> Screen:
         return Screen(UNKNOWN, evidence="the screen could not be read")
 
 
-def _submit(wake: WakeRequest, cli: AgentCli | None, target: str, socket_path: str) -> dict:
+def _submit(wake: WakeRequest, cli: AgentCli | None, target: str, socket_path: str, *, shown_before: int) -> dict:
     """Press Enter, then wait until the TUI took the prompt: its turn started (the hook's ack, or a
-    read of the thread), the screen shows a turn running, or the prompt shows above the input line.
-    While the input line still holds the prompt, Enter again (a TUI may swallow an Enter that
-    follows a paste too closely). A screen this CLI's reader does not know (a stand-in reading lines)
-    cannot tell: `unverified`."""
+    read of the thread), the screen shows a turn running or an approval asked for, or the wake's
+    marker shows above the input line once more than before. While the input line still holds the
+    paste, Enter again (a TUI may swallow an Enter that follows a paste too closely). A screen this
+    CLI's reader does not know (a stand-in reading lines) cannot tell: `unverified`."""
     marker = wake_ref_of(wake.trace_id)
     deadline = time.monotonic() + settings.ORKIVA_WAKE_SUBMIT_TIMEOUT_SECONDS
     enters = 0
@@ -170,19 +186,27 @@ def _submit(wake: WakeRequest, cli: AgentCli | None, target: str, socket_path: s
         enters += 1
         again_at = time.monotonic() + ENTER_RETRY_SECONDS
         while True:
-            if wake_ack(wake, since=wake.created_at, heartbeats=False):
+            if wake_ack(wake, heartbeats=False):
                 return {"by": "signal", "enters": enters}
             screen = _screen(cli, target, socket_path)
             if screen.state == UNKNOWN:
                 return {"by": "unverified", "enters": enters}
-            if screen.state == BUSY or marker in screen.above:
+            if screen.state in (BUSY, APPROVAL) or screen.above.count(marker) > shown_before:
                 return {"by": "screen", "enters": enters}
             now = time.monotonic()
             if now >= deadline:
                 return {"by": None, "enters": enters}
-            if now >= again_at and enters < ENTERS_MAX and cli is not None and cli.holds(screen, wake.prompt):
+            if now >= again_at and enters < ENTERS_MAX and cli is not None and cli.holds(screen, pasted_before=True):
                 break
             time.sleep(0.1)
+
+
+def _read_meanwhile(wake: WakeRequest) -> bool:
+    """An auto wake held while the agent was busy: the agent has since read the thread to the end
+    (acked it), so the prompt would tell it nothing."""
+    thread = wake.thread
+    read_to = cursor_position(thread=thread, agent_id=wake.agent_id)
+    return unread_count(thread=thread, agent_id=wake.agent_id, last_read_seq=read_to) == 0
 
 
 def _retry_or_move_on(step: Step, attempts: int, code: str, now: datetime, *, pane_alive: bool = False) -> None:
@@ -215,6 +239,6 @@ def check_ack(wake: WakeRequest, step: Step, now: datetime, runtime: Runtime | N
     if pane is not None and pane.exists and not pane.dead:
         # Typed, never acknowledged, and the agent still runs in its pane holding its session: a resume
         # or a spawn would run a second agent beside it. The wake fails; an operator looks (runbook).
-        finish(step, status=reasons.FAILED, path="inject", reason_code=reasons.R_ACK_TIMEOUT_PANE_ALIVE, now=now)
+        finish(step, status=reasons.FAILED, path="inject", reason_code=reasons.R_UNACKNOWLEDGED, now=now)
         return
     to_stage(step, reasons.STAGE_RESUME, reason_code=reasons.R_ACK_TIMEOUT, now=now)

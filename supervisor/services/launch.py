@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +22,13 @@ from sessions.services import session_record
 from supervisor import tmux
 from supervisor.clis import cli_for
 from supervisor.clis.base import AgentPlace, CliSetupRequired
-from supervisor.models import MANAGED, PTY_TMUX, ST_DEREGISTERED, ST_EXPIRED, ST_IDLE, ST_OFFLINE, Runtime
+from supervisor.models import (
+    AGENT_BUSY, AGENT_UNKNOWN, MANAGED, PTY_TMUX, ST_DEREGISTERED, ST_EXPIRED, ST_IDLE, ST_OFFLINE, Runtime,
+)
 from supervisor.selectors import runtime_of
-from supervisor.services.credentials import credential_issue, credential_revoke
+from supervisor.services.credentials import credential_issue, credential_revoke, credential_session_revoke
 from supervisor.services.runtimes import is_pane_target
-from supervisor.services.trace import runtime_snapshot
+from supervisor.services.trace import runtime_for_update, runtime_snapshot
 
 # The launch hands the agent the environment its CLI needs, from the launching process: where its
 # config lives, its provider's settings, and how to find it (the tmux server may have started with
@@ -73,6 +76,19 @@ def _refuse_second_managed(*, workspace_id: str, agent_id: str) -> Runtime | Non
     return existing
 
 
+def _refuse_taken_session_name(session_name: str, *, workspace_id: str, agent_id: str) -> None:
+    """Another agent's live pane under the same tmux session name (`a-b`/`c` and `a`/`b-c` read alike):
+    a launch would kill it."""
+    others = Runtime.objects.filter(management_mode=MANAGED, tmux_socket="", pty_target__startswith=f"{session_name}:")
+    for other in others.exclude(workspace_id=workspace_id, agent_id=agent_id):
+        pane = tmux.pane_state(other.pty_target)
+        if pane.exists and not pane.dead and other.state not in (ST_DEREGISTERED, ST_EXPIRED, ST_OFFLINE):
+            raise Conflict("Another agent's managed pane has that tmux session name; deregister it first.",
+                           code="runtime_already_managed",
+                           details={"pty_target": other.pty_target, "agent_id": other.agent_id,
+                                    "workspace_id": other.workspace_id})
+
+
 def runtime_launch(
     *,
     operator: Actor,
@@ -113,11 +129,13 @@ def runtime_launch(
     if errors:
         raise ValidationFailed("The launch request is not valid.", details={"fields": errors})
     earlier = _refuse_second_managed(workspace_id=workspace_id, agent_id=agent_id)
+    session_name = tmux.session_name_for(workspace_id=workspace_id, agent_id=agent_id)
+    _refuse_taken_session_name(session_name, workspace_id=workspace_id, agent_id=agent_id)
     moment = now or timezone.now()
     workdir = workdir or os.getcwd()
     env = {k: v for k, v in os.environ.items()
            if k in ALWAYS_FORWARDED or k.startswith(FORWARDED.get(runtime_type, ()))}
-    launch = None
+    launch, open_sessions = None, set()
     if cli is not None and cli.runs_cli(argv):
         place = AgentPlace(agent_id=agent_id, workspace_id=workspace_id, workdir=workdir,
                            runtime_dir=runtime_dir(workspace_id=workspace_id, agent_id=agent_id))
@@ -125,8 +143,12 @@ def runtime_launch(
             launch = cli.launch(place, argv=argv, prompt=prompt, env=env)
         except CliSetupRequired as exc:
             raise Conflict(str(exc), code="cli_setup_required", details={"runtime": runtime_type}) from None
+        except OSError as exc:
+            raise Conflict(f"The CLI's configuration could not be written: {exc}", code="launch_failed",
+                           details={"runtime": runtime_type}) from None
         argv = launch.argv
         env.update(launch.env)
+        open_sessions = cli.sessions_now(env)
     elif prompt:
         raise ValidationFailed("A first prompt is given to Codex CLI or Claude Code only.",
                                details={"fields": {"prompt": "not for this command"}})
@@ -135,7 +157,6 @@ def runtime_launch(
             credential_revoke(earlier, reason="runtime launched again", now=moment)
         minted, token_session = credential_issue(operator=operator, agent_id=agent_id, workspace_id=workspace_id,
                                                  role=role, reason=reason or "runtime launch", now=moment)
-    session_name = tmux.session_name_for(workspace_id=workspace_id, agent_id=agent_id)
     tmux.kill_session(session_name)  # a dead pane left over from an earlier launch
     env.update({
         "ORKIVA_TOKEN": minted.token,
@@ -146,18 +167,23 @@ def runtime_launch(
     })
     try:
         launched = tmux.launch(session_name=session_name, argv=argv, env=env, workdir=workdir)
-    except tmux.TmuxFailed as exc:
-        raise Conflict(f"tmux could not start the agent: {exc}", code="launch_failed", details={"stderr": exc.stderr}) from None
-    try:
+        if launch is not None and not (session_id or launch.session_id):
+            session_id = _new_session(cli, env, open_sessions)
         runtime = runtime_register_managed(
             operator=operator, action="runtime.launch", agent_id=agent_id, workspace_id=workspace_id,
             runtime_type=runtime_type, session_id=session_id or (launch.session_id if launch else ""),
             pid=launched.pid, pty_target=launched.target, tmux_socket="", workdir=workdir,
             state_source=launch.state_source if launch else "", credential_session=token_session,
-            reason=reason, now=moment,
+            busy=bool(launch and prompt), reason=reason, now=moment,
         )
-    except Exception:
+    except Exception as exc:
         tmux.kill_session(session_name)
+        with transaction.atomic():  # nothing runs with it: its credential goes too
+            credential_session_revoke(workspace_id=workspace_id, session=token_session, reason="launch failed",
+                                      now=moment)
+        if isinstance(exc, tmux.TmuxFailed):
+            raise Conflict(f"tmux could not start the agent: {exc}", code="launch_failed",
+                           details={"stderr": exc.stderr}) from None
         raise
     socket_flag = f"-L {shlex.quote(settings.ORKIVA_TMUX_SOCKET)} " if settings.ORKIVA_TMUX_SOCKET else ""
     return LaunchResult(
@@ -167,6 +193,17 @@ def runtime_launch(
         attach_command=f"tmux {socket_flag}attach -t {shlex.quote(session_name)}",
         configured=launch.wrote if launch else [],
     )
+
+
+def _new_session(cli, env: dict[str, str], before: set[str], timeout: float = 3.0) -> str:
+    """The session a TUI just opened, when exactly one appeared in the CLI's files (Codex: at start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = cli.sessions_now(env) - before
+        if new:
+            return next(iter(new)) if len(new) == 1 and is_identifier(next(iter(new))) else ""
+        time.sleep(0.1)
+    return ""
 
 
 def default_tmux_socket() -> str:
@@ -205,6 +242,8 @@ def runtime_attach(
         raise ValidationFailed("Attaching a pane needs a reason.", code="reason_required")
     if not is_pane_target(target):
         errors["target"] = "a tmux target: session:window.pane, or a pane id such as %3"
+    if workdir and not (os.path.isabs(workdir) and os.path.isdir(workdir)):
+        errors["workdir"] = "an absolute path of a directory"
     socket_path = tmux_socket or default_tmux_socket()
     if not os.path.isabs(socket_path):
         errors["tmux_socket"] = "the tmux server's socket path (tmux display -p '#{socket_path}')"
@@ -214,9 +253,12 @@ def runtime_attach(
     if not pane.exists or pane.dead:
         raise NotFound("No live tmux pane at that target on that server.", code="target_not_found",
                        details={"target": target, "tmux_socket": socket_path})
-    _refuse_second_managed(workspace_id=workspace_id, agent_id=agent_id)
+    earlier = _refuse_second_managed(workspace_id=workspace_id, agent_id=agent_id)
     moment = now or timezone.now()
     workdir = workdir or pane.path
+    if earlier is not None and earlier.credential_session:  # a launched agent whose pane is gone
+        with transaction.atomic():
+            credential_revoke(earlier, reason="runtime attached", now=moment)
     cli = cli_for(runtime_type)
     session_id = session_id or (cli.find_session(workdir, dict(os.environ)) if cli else "")
     runtime = runtime_register_managed(
@@ -233,9 +275,11 @@ def runtime_attach(
 def runtime_register_managed(
     *, operator: Actor, action: str, agent_id: str, workspace_id: str, runtime_type: str, session_id: str,
     pid: int | None, pty_target: str, tmux_socket: str, workdir: str, state_source: str, credential_session: str,
-    reason: str, now: datetime,
+    reason: str, now: datetime, busy: bool = False,
 ) -> Runtime:
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+    """Register a managed runtime (launch, attach), audited. `busy`: it starts with a turn (a launch's
+    first prompt)."""
+    runtime = runtime_for_update(workspace_id=workspace_id, agent_id=agent_id)
     old = runtime_snapshot(runtime) if runtime else None
     if runtime is None:
         runtime = Runtime(workspace_id=workspace_id, agent_id=agent_id)
@@ -245,7 +289,7 @@ def runtime_register_managed(
     runtime.management_mode, runtime.host, runtime.workdir = MANAGED, tmux.supervisor_host(), workdir
     runtime.paused, runtime.state = False, ST_IDLE
     runtime.credential_session, runtime.state_source = credential_session, state_source
-    runtime.agent_state, runtime.agent_state_at = "unknown", None
+    runtime.agent_state, runtime.agent_state_at = (AGENT_BUSY, now) if busy else (AGENT_UNKNOWN, None)
     runtime.last_heartbeat_at = None  # not heard from yet
     runtime.registered_at = runtime.updated_at = now
     runtime.save()

@@ -24,7 +24,7 @@ from supervisor.models import Runtime, WakeRequest
 from supervisor.selectors import last_activity, runtime_of, wake_ack
 from supervisor.services.launch import runtime_dir
 from supervisor.services.steps import Step, finish, to_stage
-from supervisor.services.trace import supervisor_actor, wake_ref_of
+from supervisor.services.trace import supervisor_actor, typeable, wake_ref_of
 from threads.models import Thread
 from threads.summary import summary_of, summary_text
 
@@ -166,8 +166,8 @@ def step_spawn(wake: WakeRequest, step: Step, now: datetime) -> None:
         finish(step, status=reasons.FAILED, path="spawn", reason_code=reasons.R_NO_WORKDIR, now=now)
         return
     thread = Thread.objects.get(pk=wake.thread_id)
-    text = summary_text(summary_of(thread))
-    prompt = settings.ORKIVA_WAKE_SPAWN_PROMPT.format_map(_fields(wake, summary=text, title=thread.title))
+    text = typeable(summary_text(summary_of(thread)))
+    prompt = settings.ORKIVA_WAKE_SPAWN_PROMPT.format_map(_fields(wake, summary=text, title=typeable(thread.title)))
     if cli is not None:
         argv, chosen = cli.spawn_argv(_place(wake, workdir), prompt=prompt)
     else:

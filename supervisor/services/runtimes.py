@@ -32,7 +32,7 @@ from supervisor.models import (
 )
 from supervisor.selectors import runtime_of
 from supervisor.services.credentials import credential_revoke
-from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, runtime_snapshot, wakes_release
+from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, runtime_for_update, runtime_snapshot, wakes_release
 
 
 _PANE_TARGET = re.compile(r"(?:[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+|%[0-9]+)")
@@ -76,7 +76,7 @@ def runtime_register(
     authorize(actor, Op.SESSION_HEARTBEAT)
     check_runtime_input(session_id=session_id, runtime_type=runtime_type, pty_backend=pty_backend, pty_target=pty_target)
     moment = now or timezone.now()
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=actor.workspace_id, agent_id=actor.agent_id).first()
+    runtime = runtime_for_update(workspace_id=actor.workspace_id, agent_id=actor.agent_id)
     old = runtime_snapshot(runtime) if runtime else None
     if runtime is None:
         runtime = Runtime(workspace_id=actor.workspace_id, agent_id=actor.agent_id, registered_at=moment)
@@ -131,7 +131,7 @@ def runtime_deregister(
     """Deregister a runtime (the agent itself, or an operator). Active wakes stop being injected."""
     if not actor.is_operator and (actor.agent_id, actor.workspace_id) != (agent_id, workspace_id):
         raise Forbidden("You may deregister only your own runtime.", code="forbidden")
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+    runtime = runtime_for_update(workspace_id=workspace_id, agent_id=agent_id)
     if runtime is None:
         raise NotFound("No such runtime.", code="runtime_not_found", details={"agent_id": agent_id})
     moment = now or timezone.now()
@@ -162,7 +162,7 @@ def runtime_set_paused(
         raise ValidationFailed("A reason is required.", code="reason_required")
     moment = now or timezone.now()
     with transaction.atomic():
-        runtime = Runtime.objects.select_for_update().filter(workspace_id=workspace_id, agent_id=agent_id).first()
+        runtime = runtime_for_update(workspace_id=workspace_id, agent_id=agent_id)
         if runtime is None:
             raise NotFound("No such runtime.", code="runtime_not_found", details={"agent_id": agent_id})
         old = runtime_snapshot(runtime)
@@ -211,7 +211,9 @@ def runtimes_expire(*, now: datetime | None = None) -> dict[str, int]:
 @transaction.atomic
 def _runtime_state_change(runtime: Runtime, state: str, reason_code: str, now: datetime) -> int:
     """The runtime ended (expired, offline): recorded, audited, and its credential revoked."""
-    changed = Runtime.objects.filter(pk=runtime.pk, state=runtime.state).update(state=state, updated_at=now)
+    # the same registration still (a launch meanwhile registers it anew: that one is not ended)
+    changed = Runtime.objects.filter(pk=runtime.pk, state=runtime.state, registered_at=runtime.registered_at).update(
+        state=state, updated_at=now)
     if changed:
         credential_revoke(runtime, reason=f"runtime {state}", now=now)
         audit_record(

@@ -9,13 +9,15 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from orkiva.errors import NotFound, ValidationFailed
+from orkiva.errors import Conflict, NotFound, ValidationFailed
 from policy.identity import IDENTIFIER_HELP, Actor, is_identifier
 from policy.roles import Op, authorize
+from sessions.models import AgentSession
 from sessions.services import session_record
 from supervisor import reasons
+from supervisor.clis import cli_for
 from supervisor.models import AGENT_APPROVAL, AGENT_BUSY, AGENT_IDLE, AGENT_UNKNOWN, ST_DEREGISTERED, Runtime
-from supervisor.services.trace import WAKE_REF_PREFIX, wakes_release
+from supervisor.services.trace import WAKE_REF_PREFIX, runtime_for_update, wakes_release
 from supervisor.services.wakes import ACK_TURN, wakes_acknowledge, wakes_for_unread
 
 # event -> the agent's state after it
@@ -46,6 +48,21 @@ def check_signal_input(*, event: str, session_id: str, workdir: str, wake_ref: s
         raise ValidationFailed("The runtime event is not valid.", details={"fields": errors})
 
 
+def check_signal_place(runtime: Runtime, *, actor: Actor, session_id: str, workdir: str) -> None:
+    """What a signal may claim about where the agent works: a resume runs the CLI there, in that
+    session, with this agent's token. So the directory is the runtime's own (or below it), and the
+    session is no other agent's."""
+    inside = workdir == runtime.workdir or workdir.startswith(runtime.workdir.rstrip("/") + "/")
+    if workdir and runtime.workdir and not inside:
+        raise ValidationFailed("The directory is not this runtime's.", details={"fields": {
+            "workdir": f"the runtime's directory ({runtime.workdir}) or one below it"}})
+    if session_id and AgentSession.objects.filter(session_id=session_id).exclude(
+        workspace_id=actor.workspace_id, agent_id=actor.agent_id
+    ).exists():
+        raise Conflict("That session belongs to another agent.", code="session_taken",
+                       details={"session_id": session_id})
+
+
 @transaction.atomic
 def runtime_signal(
     *, actor: Actor, event: str, session_id: str = "", workdir: str = "", wake_ref: str = "",
@@ -57,15 +74,20 @@ def runtime_signal(
     authorize(actor, Op.SESSION_HEARTBEAT)
     check_signal_input(event=event, session_id=session_id, workdir=workdir, wake_ref=wake_ref)
     moment = now or timezone.now()
-    runtime = Runtime.objects.select_for_update().filter(workspace_id=actor.workspace_id, agent_id=actor.agent_id).first()
+    runtime = runtime_for_update(workspace_id=actor.workspace_id, agent_id=actor.agent_id)
     if runtime is None or runtime.state == ST_DEREGISTERED:
         raise NotFound("No runtime is registered for you.", code="runtime_not_found", details={"agent_id": actor.agent_id})
+    check_signal_place(runtime, actor=actor, session_id=session_id, workdir=workdir)
     state = EVENTS[event]
     runtime.agent_state, runtime.agent_state_at, runtime.updated_at = state, moment, moment
     fields = ["agent_state", "agent_state_at", "updated_at"]
+    if not runtime.state_source:  # an attached agent whose user added Orkiva's hook: its signals count now
+        cli = cli_for(runtime.runtime_type)
+        runtime.state_source = cli.state_source if cli else "hooks"
+        fields.append("state_source")
     if session_id:
         session_record(actor=actor, session_id=session_id, runtime_type=runtime.runtime_type,
-                       workdir=workdir or runtime.workdir, now=moment)
+                       workdir=workdir or runtime.workdir, known_since=runtime.registered_at, now=moment)
         if runtime.session_id != session_id:
             runtime.session_id = session_id
             fields.append("session_id")

@@ -17,6 +17,7 @@ class Step:
     # The step started a turn of an agent that reports its state, at this moment (wall clock): it is
     # busy from then, unless its own signal came in since.
     agent_busy_since: datetime | None = None
+    held_by_state: bool = False  # the step held the wake because the agent's signals said it was busy
 
     def attempt(self, step: str, outcome: str, reason_code: str, detail: dict | None = None, started=None) -> None:
         self.attempts.append(

@@ -2,6 +2,7 @@
 and audit), and what waits for the commit (the job, the finished-wake metric)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +20,28 @@ SYSTEM_ID, SYSTEM_ROLE = "supervisor", "system"
 WAKE_REF_PREFIX = "w-"
 
 
+# Control characters (newline and tab aside): a prompt is pasted into a terminal, where ESC could end
+# the bracketed paste early and turn the rest of the text into keystrokes.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def typeable(text: str) -> str:
+    """Text safe to paste into an agent's terminal: control characters become spaces."""
+    return _CONTROLS.sub(" ", text)
+
+
 def wake_ref_of(trace_id: str) -> str:
     """The marker a wake's prompt carries (`{wake_ref}`), so the turn it starts can be told from any
     other (supervisor/hook.py reports it with the turn)."""
     return f"{WAKE_REF_PREFIX}{trace_id[:12]}"
+
+
+def runtime_for_update(*, workspace_id: str, agent_id: str) -> Runtime | None:
+    """The agent's runtime row, locked until the transaction ends: the one place a Runtime is locked.
+    FOR NO KEY UPDATE on PostgreSQL: a wake inserted meanwhile names the runtime in a foreign key,
+    whose check takes KEY SHARE on it; with FOR UPDATE a post's wake and the agent's turn-end signal
+    could deadlock. Lock order: runtime, then its sessions, then wakes."""
+    return Runtime.objects.select_for_update(no_key=True).filter(workspace_id=workspace_id, agent_id=agent_id).first()
 
 
 def supervisor_actor(workspace_id: str) -> Actor:

@@ -22,7 +22,8 @@ from supervisor import reasons
 from supervisor.models import ST_ACTIVE, ST_DEREGISTERED, UNMANAGED, Runtime, WakeRequest
 from supervisor.selectors import last_activity, runtime_of, runtime_state, wake_get
 from supervisor.services.trace import (
-    SYSTEM_ID, SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for, wake_ref_of,
+    SYSTEM_ID, SYSTEM_ROLE, attempt_record, count_finished_on_commit, enqueue_on_commit, guidance_for, typeable,
+    wake_ref_of,
 )
 from threads import transitions
 from threads.models import Participant, Thread
@@ -60,17 +61,19 @@ def dedupe_key_for(*, workspace_id: str, agent_id: str, thread_id) -> str:
 def wake_prompt(*, thread: Thread, agent_id: str, reason: str, trace_id: str) -> str:
     """The prompt typed into the agent's pane (pasted whole: it may span lines). It always carries the
     wake's marker, so the turn it starts is known to be the wake's: a template without `{wake_ref}`
-    gets it appended."""
+    gets it appended. What a participant wrote (the title, the reason) loses its control characters."""
     values = {
         "thread_id": str(thread.pk),
-        "title": thread.title,
+        "title": typeable(thread.title),
         "agent_id": agent_id,
         "workspace_id": thread.workspace_id,
-        "reason": f" Reason: {reason}" if reason.strip() else "",
+        "reason": f" Reason: {typeable(reason)}" if reason.strip() else "",
         "wake_ref": wake_ref_of(trace_id),
     }
     prompt = settings.ORKIVA_WAKE_PROMPT.format_map(values).strip()
-    return prompt if values["wake_ref"] in prompt else f"{prompt} ({values['wake_ref']})"
+    prompt = prompt if values["wake_ref"] in prompt else f"{prompt} ({values['wake_ref']})"
+    # A TUI takes a prompt starting with ! for a shell command and / for a command of its own.
+    return f"Orkiva: {prompt}" if prompt[:1] in ("!", "/", "#", "@") else prompt
 
 
 def _wake_create(
@@ -252,6 +255,8 @@ def wakes_for_unread(*, workspace_id: str, agent_id: str, now: datetime | None =
     the newest of them arrived). A post made while its wake was being delivered collapsed onto that
     wake; the agent may have read the thread before the post landed: this is where it is not lost.
     The caller holds a transaction (signals.runtime_signal, the runtime locked)."""
+    if not settings.ORKIVA_WAKE_AUTO:
+        return []
     moment = now or timezone.now()
     cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=agent_id).values("last_read_seq")[:1]
     threads = (
@@ -304,21 +309,24 @@ def wakes_acknowledge(*, actor: Actor, signal: str, thread_id=None, wake_ref: st
                       now: datetime | None = None) -> int:
     """The agent showed that a wake reached it: it read the wake's thread or acked in it, or (its
     hook) a turn started. Marks the first such sign on the agent's wakes being delivered: awaiting
-    the ack of an injection, or under a step's lease (typed a moment ago; a resume or spawn running);
-    `wake_ref` narrows it to the one wake whose prompt started the turn. A step that starts a new
-    delivery clears the mark (chain.wake_advance), so a sign given while a wake only waited
-    (deferred, queued) is not taken for the next delivery's ack.
+    the ack of an injection, or under a step's lease (typed a moment ago; a resume or spawn running).
+    `wake_ref` names the one wake whose own prompt started the turn: that one is marked whatever it
+    waits for (the TUI took the prompt later than the step waited). A step that starts a new delivery
+    clears the other marks (chain.wake_advance), so a sign given while a wake only waited (deferred,
+    queued) is not taken for the next delivery's ack.
 
     Every read of a thread asks: one indexed probe, and an update only when a wake is there."""
     moment = now or timezone.now()
     delivering = WakeRequest.objects.filter(
         workspace_id=actor.workspace_id, agent_id=actor.agent_id, status__in=reasons.ACTIVE_STATUSES,
         acked_at__isnull=True,
-    ).filter(Q(status=reasons.AWAITING_ACK) | Q(lease_until__gt=moment))
+    )
+    if wake_ref:  # the wake's own prompt started a turn (trace.wake_ref_of): that wake, whatever it waits for
+        delivering = delivering.filter(trace_id__startswith=wake_ref[2:])
+    else:
+        delivering = delivering.filter(Q(status=reasons.AWAITING_ACK) | Q(lease_until__gt=moment))
     if thread_id is not None:
         delivering = delivering.filter(thread_id=thread_id)
-    if wake_ref:  # trace.wake_ref_of
-        delivering = delivering.filter(trace_id__startswith=wake_ref[2:])
     pks = list(delivering.values_list("pk", flat=True)[:20])
     if not pks:
         return 0

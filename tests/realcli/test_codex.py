@@ -21,13 +21,17 @@ def test_a_launched_codex_works_and_is_woken_through_its_pane(agents, thread, co
     launched = agents.launch("executioner", "codex", prompt=f"You are the executioner in thread {thread.pk}.")
     runtime = launched.runtime
     assert runtime.state_source == "codex-notify" and runtime.management_mode == "managed"
+    # its session is known from the start (Codex opens it when the TUI starts), and its first prompt
+    # makes it busy until notify says the turn is over
+    assert runtime.session_id and runtime.agent_state == "busy"
+    launched_session = runtime.session_id
     # its first prompt ran a turn that used the bridge's tools with the launch's credential
     agents.wait(lambda: Message.objects.filter(thread=thread, sender="executioner").exists(),
                 what="the executioner's work", runtimes=[runtime])
     # notify reported the turn's end, with the session's id and directory
     agents.wait(lambda: Runtime.objects.get(pk=runtime.pk).agent_state == "idle", what="notify", runtimes=[runtime])
     runtime.refresh_from_db()
-    assert runtime.session_id and runtime.session_id in str(agents.codex_model.turns()[-1].headers)
+    assert runtime.session_id == launched_session and launched_session in str(agents.codex_model.turns()[-1].headers)
     session = AgentSession.objects.get(agent_id="executioner", session_id=runtime.session_id)
     assert session.workdir == str(agents.workdir)
 

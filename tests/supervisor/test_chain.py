@@ -356,3 +356,50 @@ def test_a_force_given_while_a_step_runs_is_not_undone_by_the_step(tmp_path, thr
     fresh = WakeRequest.objects.get(pk=wake.pk)
     assert fresh.force is True and fresh.reason == "urgent"
     assert fresh.next_attempt_at == clock.now and fresh.lease_until is None
+
+
+def test_a_step_that_raises_fails_the_wake_instead_of_running_for_ever(thread, coordinator, monkeypatch, clock):
+    from supervisor.services import chain
+
+    def broken(wake, step, now):
+        raise RuntimeError("a bug in a step")
+
+    monkeypatch.setattr(chain, "step_inject", broken)
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    with pytest.raises(RuntimeError):
+        wake_advance(wake_id=wake.pk, now=clock.advance(5))  # the job fails too: django-q2 keeps the traceback
+    wake.refresh_from_db()
+    assert (wake.status, wake.reason_code, wake.lease_until) == (reasons.FAILED, "internal_error", None)
+    last = wake_json(wake)["trace"]["steps"][-1]
+    assert (last["step"], last["reason_code"], last["detail"]["error"]) == ("inject", "internal_error",
+                                                                            "RuntimeError: a bug in a step")
+    assert wake_advance(wake_id=wake.pk, now=clock.advance(600))[1] is False
+
+
+def test_a_pane_that_runs_another_process_now_is_not_typed_into(tmp_path, thread, coordinator, tmux_server,
+                                                                fake_codex, fast_wakes, clock):
+    """tmux reuses pane ids and names: the pane at the target is not the agent's any more."""
+    log = tmp_path / "agent.jsonl"
+    launched = launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    Runtime.objects.filter(agent_id="reviewer").update(pid=launched.runtime.pid + 1)
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock,
+                 until=lambda w: w.stage != reasons.STAGE_INJECT)
+    assert steps(wake)[1] == ("inject", "failed", "target_missing")
+    assert agent_lines(log) == []
+
+
+def test_a_held_auto_wake_whose_agent_read_everything_meanwhile_is_not_typed(tmp_path, thread, coordinator,
+                                                                            executioner, tmux_server, fast_wakes,
+                                                                            clock):
+    from messaging.services import cursor_ack, message_post
+
+    log = tmp_path / "agent.jsonl"
+    launch_stand_in(agent_id="reviewer", log=log, ack=False)
+    message_post(actor=executioner, thread_id=thread.pk, body="a finding", kind="finding")
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    WakeRequest.objects.filter(pk=wake.pk).update(source=reasons.SOURCE_AUTO, status=reasons.QUEUED,
+                                                  reason_code=reasons.R_AGENT_BUSY, next_attempt_at=clock.now)
+    cursor_ack(actor=reviewer_actor(), thread_id=thread.pk, seq=1)  # it read the post during its turn
+    wake = drive(wake.pk, clock)
+    assert (wake.status, wake.reason_code) == (reasons.DELIVERED, "already_read")
+    assert agent_lines(log) == []

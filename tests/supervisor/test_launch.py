@@ -4,6 +4,7 @@ that cannot work is refused before anything starts."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import pytest
@@ -90,3 +91,40 @@ def test_claude_code_never_set_up_is_refused_with_guidance(tmp_path, tmux_server
                        workdir=str(tmp_path), reason="t")
     assert refused.value.code == "cli_setup_required" and "run `claude` once by hand" in refused.value.message
     assert not Runtime.objects.exists() and tmux_server.sessions == []
+
+
+def test_two_agents_whose_tmux_names_read_alike_do_not_kill_each_other(tmp_path, tmux_server):
+    first = launch_stand_in(agent_id="c", workspace_id="a-b", log=tmp_path / "a.jsonl", ack=False)
+    with pytest.raises(Conflict) as refused:
+        launch_stand_in(agent_id="b-c", workspace_id="a", log=tmp_path / "b.jsonl", ack=False)
+    assert refused.value.code == "runtime_already_managed"
+    assert tmux.pane_state(first.runtime.pty_target).exists  # the other workspace's agent still runs
+
+
+def test_a_launch_that_fails_in_tmux_revokes_the_credential_it_issued(tmux_server, monkeypatch):
+    def refuse(**kwargs):
+        raise tmux.TmuxFailed("tmux new-session failed: no server", stderr=["no server"])
+
+    monkeypatch.setattr(tmux, "launch", refuse)
+    with pytest.raises(Conflict) as refused:
+        runtime_launch(operator=operator(), agent_id="reviewer", workspace_id="ws-main", runtime_type="other",
+                       command="python -c pass", reason="t")
+    assert refused.value.code == "launch_failed"
+    issued = AuditEvent.objects.get(action="token.issue")
+    revoked = AuditEvent.objects.get(action="token.revoke")
+    assert revoked.target_id == issued.new_values["session_id"] and revoked.reason_code == "runtime_ended"
+    assert not Runtime.objects.exists()
+
+
+def test_attach_checks_the_pane_and_its_directory(tmp_path, tmux_server):
+    from supervisor.services import runtime_attach
+
+    tmux_server.new_session(session_name="mine", window_command="cat")
+    socket = f"/tmp/tmux-{os.getuid()}/{tmux_server.socket_name}"
+    with pytest.raises(ValidationFailed) as refused:
+        runtime_attach(operator=operator(), agent_id="reviewer", workspace_id="ws-main", runtime_type="claude",
+                       target="mine:0.0", tmux_socket=socket, workdir="relative/dir", reason="mine")
+    assert "workdir" in refused.value.details["fields"]
+    runtime = runtime_attach(operator=operator(), agent_id="reviewer", workspace_id="ws-main", runtime_type="claude",
+                             target="mine:0.0", tmux_socket=socket, reason="mine").runtime
+    assert runtime.pty_target.startswith("%") and runtime.tmux_socket == socket and runtime.pid

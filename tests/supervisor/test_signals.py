@@ -234,3 +234,71 @@ def test_the_end_of_a_turn_wakes_nobody_who_read_everything(runtime, thread, exe
     cursor_ack(actor=reviewer, thread_id=thread.pk, seq=1)
     assert event({"event": "turn_completed"}).status_code == 200
     assert not WakeRequest.objects.filter(agent_id="reviewer").exists()
+
+
+def test_a_signal_may_not_claim_another_directory_or_another_agents_session(runtime):
+    Runtime.objects.filter(pk=runtime.pk).update(workdir="/srv/project")
+    reply = event({"event": "session_started", "workdir": "/srv/other"})
+    assert reply.status_code == 400 and "workdir" in reply.json()["error"]["details"]["fields"]
+    assert event({"event": "session_started", "workdir": "/srv/project/sub"}).status_code == 200
+    remember_session("executioner", "theirs-1", now=timezone.now())
+    reply = event({"event": "session_started", "session_id": "theirs-1"})
+    assert reply.status_code == 409 and reply.json()["error"]["code"] == "session_taken"
+    runtime.refresh_from_db()
+    assert runtime.session_id != "theirs-1"
+
+
+def test_an_attached_agents_first_signal_makes_its_state_count(db):
+    runtime_register(actor=REVIEWER, runtime_type="claude")
+    assert Runtime.objects.get(agent_id="reviewer").state_source == ""
+    assert event({"event": "turn_started"}).json()["state_source"] == "claude-hooks"
+
+
+def test_a_session_first_known_from_a_signal_is_not_a_heartbeat_either(runtime):
+    assert event({"event": "session_started", "session_id": "new-session-1"}).status_code == 200
+    assert AgentSession.objects.get(session_id="new-session-1").last_heartbeat_at == runtime.registered_at
+
+
+def test_a_late_turn_started_by_a_wakes_own_prompt_delivers_it(runtime, thread, coordinator, tmux_server, clock):
+    """The TUI took the prompt after the step stopped waiting: the wake, meanwhile held, is delivered
+    by its marker, and is not typed again."""
+    from tests.supervisor.conftest import drive
+
+    tmux_server.new_session(session_name="agent", window_command="cat")  # the agent's pane, alive
+    Runtime.objects.filter(pk=runtime.pk).update(management_mode="managed", pty_backend="tmux",
+                                                 pty_target="agent:0.0", host="test-host", pid=None)
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    WakeRequest.objects.filter(pk=wake.pk).update(status=reasons.QUEUED, reason_code=reasons.R_AGENT_BUSY,
+                                                  stage=reasons.STAGE_INJECT, next_attempt_at=clock.now)
+    assert event({"event": "turn_started", "wake_ref": wake_ref_of(wake.trace_id)}).status_code == 200
+    wake = drive(wake.pk, clock)
+    assert (wake.status, wake.reason_code, wake.ack_signal) == (reasons.DELIVERED, "delivered_acked", "turn_started")
+    assert wake.inject_attempts == 0  # never typed again
+    assert not any("Orkiva" in line for line in tmux_server.cmd("capture-pane", "-p", "-t", "agent:0.0").stdout)
+
+
+def test_the_end_of_a_turn_wakes_nobody_when_auto_wakes_are_off(runtime, thread, executioner, settings):
+    from messaging.services import message_post
+
+    settings.ORKIVA_WAKE_AUTO = False
+    message_post(actor=executioner, thread_id=thread.pk, body="hello")
+    assert event({"event": "turn_completed"}).status_code == 200
+    assert not WakeRequest.objects.exists()
+
+
+def test_the_runtime_lock_lets_a_wakes_foreign_key_through(is_postgres):
+    """FOR NO KEY UPDATE: a wake inserted meanwhile (its foreign key takes KEY SHARE on the runtime)
+    does not wait on it, so a post and the agent's turn-end signal cannot deadlock."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from supervisor.services.trace import runtime_for_update
+
+    runtime_register(actor=REVIEWER, runtime_type="claude")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        runtime_for_update(workspace_id="ws-main", agent_id="reviewer")
+    locking = [q["sql"] for q in queries.captured_queries if " FOR " in q["sql"]]
+    if is_postgres:
+        assert len(locking) == 1 and locking[0].endswith("FOR NO KEY UPDATE")
+    else:
+        assert locking == []  # SQLite locks the whole database, not rows
