@@ -19,10 +19,11 @@ from supervisor.services.runs import step_resume, step_spawn
 from supervisor.services.steps import Step, finish
 from supervisor.services.signals import HELD_WHILE_BUSY
 from supervisor.services.trace import attempt_record, count_finished_on_commit, runtime_for_update, wakes_release
-from supervisor.services.wakes import ACK_TURN
+from supervisor.services.wakes import ACK_TURN, wakes_for_unread
 
 
 logger = logging.getLogger("orkiva.supervisor")
+DELIVERIES = (reasons.DELIVERED, reasons.RESUMED, reasons.SPAWNED)
 
 
 def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest | None, bool]:
@@ -71,6 +72,8 @@ def wake_advance(*, wake_id, now: datetime | None = None) -> tuple[WakeRequest |
     _apply_to_agent(wake, step, moment)
     if step.held_by_state:
         _release_if_idle_since(wake)
+    if wake.status in DELIVERIES:
+        _follow_up(wake, moment)
     return wake, True
 
 
@@ -129,3 +132,15 @@ def _release_if_idle_since(wake: WakeRequest) -> None:
     with transaction.atomic():
         wakes_release(workspace_id=wake.workspace_id, agent_id=wake.agent_id, reason_codes=HELD_WHILE_BUSY,
                       now=timezone.now())
+
+
+def _follow_up(wake: WakeRequest, now: datetime) -> None:
+    """A post that landed while this wake was under way collapsed onto it, perhaps after the agent had
+    read the thread: an agent that reports its state gets a wake of its own for what came after its
+    ack (held while it is busy; not typed if it reads the thread to the end meanwhile)."""
+    state_source = Runtime.objects.filter(workspace_id=wake.workspace_id, agent_id=wake.agent_id).values_list(
+        "state_source", flat=True).first()
+    if state_source:
+        with transaction.atomic():
+            wakes_for_unread(workspace_id=wake.workspace_id, agent_id=wake.agent_id, thread_id=wake.thread_id,
+                             now=now)

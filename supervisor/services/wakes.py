@@ -249,12 +249,14 @@ def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, threa
     return woken
 
 
-def wakes_for_unread(*, workspace_id: str, agent_id: str, now: datetime | None = None) -> list[WakeRequest]:
+def wakes_for_unread(*, workspace_id: str, agent_id: str, thread_id=None, now: datetime | None = None
+                     ) -> list[WakeRequest]:
     """An agent whose CLI reports its state has just finished a turn: wake it about each thread it has
     not read to the end, unless it was woken for those messages already (a wake it acknowledged after
     the newest of them arrived). A post made while its wake was being delivered collapsed onto that
     wake; the agent may have read the thread before the post landed: this is where it is not lost.
-    The caller holds a transaction (signals.runtime_signal, the runtime locked)."""
+    Also run when a wake is delivered (chain.wake_advance), for its thread. The caller holds a
+    transaction."""
     if not settings.ORKIVA_WAKE_AUTO:
         return []
     moment = now or timezone.now()
@@ -265,6 +267,8 @@ def wakes_for_unread(*, workspace_id: str, agent_id: str, now: datetime | None =
         .annotate(read_to=Coalesce(Subquery(cursor), 0))
         .filter(last_seq__gt=F("read_to"))
     )
+    if thread_id is not None:
+        threads = threads.filter(pk=thread_id)
     woken = []
     for thread in threads:
         if unread_count(thread=thread, agent_id=agent_id, last_read_seq=thread.read_to) == 0:

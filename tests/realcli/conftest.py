@@ -139,7 +139,27 @@ def agents(tmp_path, monkeypatch, settings, tmux_server):  # noqa: F811
         settings.ORKIVA_WAKE_INJECT_BACKOFF_SECONDS = 1
         env = subprocess_env(ORKIVA_TMUX_SOCKET=tmux_server.socket_name, ORKIVA_TMUX_CONFIG="/dev/null",
                              ORKIVA_SUPERVISOR_HOST="test-host")
-        with bridge_server(tmp_path, env=env) as bridge:
-            settings.ORKIVA_PUBLIC_URL = bridge.base_url
-            yield Agents(tmp=tmp_path, bridge_url=bridge.base_url, codex_model=codex_model,
-                         claude_model=claude_model, bridge_log=bridge.log_path, workdir=workdir, env=env)
+        try:
+            with bridge_server(tmp_path, env=env) as bridge:
+                settings.ORKIVA_PUBLIC_URL = bridge.base_url
+                yield Agents(tmp=tmp_path, bridge_url=bridge.base_url, codex_model=codex_model,
+                             claude_model=claude_model, bridge_log=bridge.log_path, workdir=workdir, env=env)
+        finally:
+            kill_strays(tmp_path)
+
+
+def kill_strays(tmp_path: Path) -> None:
+    """Whatever the CLIs left running from this test's folders (a Codex started without -c runs a
+    background server that outlives its TUI)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmp_path) in cmdline:
+            try:
+                os.kill(int(proc.name), 9)
+            except ProcessLookupError:
+                pass

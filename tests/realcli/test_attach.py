@@ -74,7 +74,7 @@ def test_a_first_run_dialog_in_a_users_pane_holds_the_wake(agents, thread, coord
     user_tmux = ["tmux", "-S", str(socket), "-f", "/dev/null"]
     env = {"HOME": str(agents.tmp / "home"), "CODEX_HOME": str(agents.tmp / "codex-home")}
     subprocess.run([*user_tmux, "new-session", "-d", "-s", "mine", "-x", "200", "-y", "50", "-c", str(agents.workdir),
-                    *[f"-e{k}={v}" for k, v in env.items()], "--", str(cli_path("codex"))], check=True)
+                    *[f"-e{k}={v}" for k, v in env.items()], "--", str(cli_path("codex")), "--no-daemon"], check=True)
     try:
         from supervisor.services import runtime_attach
         from tests.supervisor.conftest import operator

@@ -403,3 +403,27 @@ def test_a_held_auto_wake_whose_agent_read_everything_meanwhile_is_not_typed(tmp
     wake = drive(wake.pk, clock)
     assert (wake.status, wake.reason_code) == (reasons.DELIVERED, "already_read")
     assert agent_lines(log) == []
+
+
+def test_a_post_that_collapsed_onto_a_wake_already_read_gets_a_wake_of_its_own(tmp_path, thread, coordinator,
+                                                                               executioner, tmux_server,
+                                                                               fast_wakes, clock):
+    """The agent read the thread for its wake; a post then landed, collapsing onto that wake (still
+    waiting for the chain's ack poll): delivered, the wake leaves a follow-up wake for the post."""
+    from messaging.services import message_post
+    from tests.conftest import client_for
+
+    launch_stand_in(agent_id="reviewer", log=tmp_path / "agent.jsonl", ack=False)
+    Runtime.objects.filter(agent_id="reviewer").update(state_source="claude-hooks")
+    message_post(actor=executioner, thread_id=thread.pk, body="the work", kind="message")
+    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+    wake = drive(wake.pk, clock, until=lambda w: w.status == reasons.AWAITING_ACK)
+    assert client_for(reviewer_actor()).get(f"/v1/threads/{thread.pk}/messages").status_code == 200  # its ack
+    collapsed = wake_trigger(actor=executioner, thread_id=thread.pk, agent_id="reviewer")
+    assert collapsed.pk == wake.pk and collapsed.deduped
+    message_post(actor=executioner, thread_id=thread.pk, body="a fix, after the read", kind="message")
+    wake = drive(wake.pk, clock)
+    assert wake.status == reasons.DELIVERED
+    (follow_up,) = WakeRequest.objects.exclude(pk=wake.pk)
+    assert (follow_up.source, follow_up.thread_id, follow_up.status in reasons.ACTIVE_STATUSES) == (
+        "auto", thread.pk, True)
