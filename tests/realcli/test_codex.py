@@ -8,6 +8,7 @@ import pytest
 from messaging.models import Message
 from sessions.models import AgentSession
 from supervisor import reasons, tmux
+from supervisor.clis import cli_for
 from supervisor.models import Runtime
 from supervisor.services import wake_trigger
 from tests.supervisor.test_chain import steps
@@ -52,7 +53,9 @@ def test_a_human_draft_is_never_typed_into(agents, thread, coordinator, settings
     settings.ORKIVA_WAKE_RECHECK_SECONDS = 0.5
     runtime = agents.launch(agent, runtime_type).runtime
     tmux.server().cmd("send-keys", "-l", "half a thought", target=runtime.pty_target)
-    agents.wait(lambda: "half a thought" in agents.screen(runtime), what="the draft on screen", runtimes=[runtime])
+    # the draft on screen, once the TUI has settled (Codex says "esc to interrupt" while its MCP servers start)
+    agents.wait(lambda: cli_for(runtime_type).screen(agents.screen(runtime)).state == "draft", what="the draft",
+                runtimes=[runtime])
     wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id=agent)
     wake = agents.drive(wake.pk, until=lambda w: w.status == reasons.QUEUED, runtimes=[runtime])
     assert wake.reason_code == "input_not_empty"
