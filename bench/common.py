@@ -104,7 +104,8 @@ def free_port() -> int:
 
 @contextmanager
 def bridge(workers: int | None = None, threads: int | None = None, extra_env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The bridge under gunicorn with infra/gunicorn.conf.py and ORKIVA_ENV=production, as production runs it."""
+    """The bridge as production runs it: `gunicorn -c infra/gunicorn.conf.py` (ASGI, uvicorn workers),
+    ORKIVA_ENV=production."""
     import httpx
 
     from django.conf import settings
@@ -119,12 +120,12 @@ def bridge(workers: int | None = None, threads: int | None = None, extra_env: di
     production = {"ORKIVA_ENV": "production", "ORKIVA_SIGNING_KEY": settings.ORKIVA_SIGNING_KEY,
                   "ORKIVA_METRICS_DIR": str(metrics_dir), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     env = {**POLICY_ENV, **os.environ, **production, "DATABASE_URL": database_url(), **(extra_env or {})}
-    command = [sys.executable, "-m", "gunicorn", "orkiva.wsgi:application", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
+    command = [sys.executable, "-m", "gunicorn", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
                "--bind", f"127.0.0.1:{port}"]
     if workers:
         command += ["--workers", str(workers)]
     if threads:
-        command += ["--threads", str(threads)]
+        env["ORKIVA_THREADS"] = str(threads)  # each worker's pool for the database work
     RESULTS.mkdir(parents=True, exist_ok=True)
     log = open(RESULTS / f"bridge-{port}.log", "w")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,14 +1,20 @@
-"""gunicorn settings for production: `gunicorn orkiva.wsgi:application -c infra/gunicorn.conf.py`."""
+"""gunicorn settings for production: `gunicorn -c infra/gunicorn.conf.py` (docs/operations.md).
+
+The bridge runs as an ASGI application (orkiva.asgi) under uvicorn workers (orkiva.worker): one
+event loop per worker holds every connection, waiting MCP calls included, and a small thread pool
+per worker (ORKIVA_THREADS) runs the database work.
+"""
 import os
 
+wsgi_app = "orkiva.asgi:application"  # gunicorn's name for the application, ASGI here
+worker_class = "orkiva.worker.BridgeWorker"
 bind = os.environ.get("ORKIVA_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("ORKIVA_WORKERS", "2"))
-# Threads let one worker overlap database waits; the bridge holds no per-process state.
-threads = int(os.environ.get("ORKIVA_THREADS", "4"))
-worker_class = "gthread"
+# The loop must answer gunicorn's heartbeat within this; a worker blocked longer is restarted.
 timeout = int(os.environ.get("ORKIVA_WORKER_TIMEOUT", "60"))
-graceful_timeout = 30
-keepalive = 5
+# On a restart, requests in flight (waits of up to ORKIVA_MCP_WAIT_MAX_SECONDS) get this long.
+graceful_timeout = int(os.environ.get("ORKIVA_GRACEFUL_TIMEOUT", "30"))
+keepalive = int(os.environ.get("ORKIVA_KEEPALIVE_SECONDS", "5"))  # idle keep-alive connections close after it
 accesslog = None  # the bridge logs each request itself, with its request id
 errorlog = "-"
 
@@ -27,10 +33,3 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, _metrics_dir)
-
-
-def post_fork(server, worker):
-    """Before the worker loads the bridge: MCP waits hold a request thread each, so cap them at the
-    worker's threads minus one, keeping a thread for the post that wakes them (docs/mcp.md).
-    `server.cfg.threads` is the effective value, --threads on the command line included."""
-    os.environ.setdefault("ORKIVA_MCP_MAX_WAITERS", str(max(1, server.cfg.threads - 1)))

@@ -5,6 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -13,6 +14,7 @@ from django.utils import timezone
 from messaging import kinds
 from messaging.models import Message, ReadCursor
 from messaging.selectors import unread_count
+from messaging.signals import THREAD_CHANNEL, thread_advanced
 from orkiva import observability, sql
 from orkiva.errors import Conflict, PayloadTooLarge, ValidationFailed
 from policy import controls
@@ -110,7 +112,9 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
     sender's `previous_ordinal` under it (`_post_context`).
 
     `turns_since_progress` (posts only) is written in the same UPDATE that bumps `last_seq`. Every
-    post runs these statements: hand-written (orkiva.sql), and on PostgreSQL sent as one.
+    post runs these statements: hand-written (orkiva.sql), and on PostgreSQL sent as one. Once it
+    commits, waiters learn of it: every process's through the insert's NOTIFY (PostgreSQL), this
+    process's through `thread_advanced`, sent by the callers on commit (`_auto_wake_on_commit`, `status_message_append`).
     """
     seq = thread.last_seq + 1
     turns = turns_since_progress is not None
@@ -129,7 +133,7 @@ def _append(*, thread: Thread, sender: str, kind: str, body: str, in_reply_to: i
     if reply_effect is not None:
         writes.append((sql.statement("item_state_update", _item_state_update_sql),
                        [reply_effect.new_state, reply_effect.target_pk]))
-    ((pk,),) = sql.run_after(writes, sql.statement("message_insert", _message_insert_sql), insert_params)
+    ((pk, *_),) = sql.run_after(writes, sql.statement("message_insert", _message_insert_sql), insert_params)
     if turns:
         thread.turns_since_progress = turns_since_progress
     thread.last_seq, thread.updated_at = seq, now
@@ -150,9 +154,15 @@ def _thread_bump_sql(*, turns: bool) -> str:
 
 
 def _message_insert_sql() -> str:
+    """The insert; on PostgreSQL it also NOTIFYs the bridge processes' listeners, delivered when
+    the post commits (orkiva.mcp.waiting): in the same statement, no round trip of its own."""
+    returning = sql.column(Message, "id")
+    if connection.vendor == "postgresql":
+        thread, seq = sql.column(Message, "thread"), sql.column(Message, "seq")
+        returning += f", pg_notify('{THREAD_CHANNEL}', {thread}::text || ':' || {seq}::text)"
     return (
         f"INSERT INTO {sql.table(Message)} ({sql.columns(Message, _INSERTED)}) "
-        f"VALUES ({', '.join(['%s'] * len(_INSERTED))}) RETURNING {sql.column(Message, 'id')}"
+        f"VALUES ({', '.join(['%s'] * len(_INSERTED))}) RETURNING {returning}"
     )
 
 
@@ -287,10 +297,15 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
 def _auto_wake_on_commit(*, thread: Thread, sender: str) -> None:
     """The supervisor's auto-wake rule runs once the post is committed (never on replays or acks);
     its failure is logged and never fails the post. It gets the thread as this post committed it
-    (status, last_seq), which saves re-reading the row on every post."""
+    (status, last_seq), which saves re-reading the row on every post. The same callback first tells
+    this process's waiters (`thread_advanced`)."""
     from supervisor.services import wakes_for_post
 
-    transaction.on_commit(lambda: wakes_for_post(thread_id=thread.pk, sender=sender, thread=thread), robust=True)
+    def committed() -> None:
+        thread_advanced.send(sender=Message, thread_id=thread.pk, seq=thread.last_seq)
+        wakes_for_post(thread_id=thread.pk, sender=sender, thread=thread)
+
+    transaction.on_commit(committed, robust=True)
 
 
 def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, reason: str, now: datetime) -> Message:
@@ -299,8 +314,11 @@ def status_message_append(*, thread: Thread, actor: Actor, old: str, new: str, r
     if reason:
         text += f" Reason: {reason}"
     context = _post_context(thread=thread, sender=actor.agent_id, idempotency_key=None)
-    return _append(thread=thread, sender=actor.agent_id, kind=kinds.STATUS, body=text, in_reply_to=None,
-                   idempotency_key=None, request_hash="", now=now, previous_ordinal=context.previous_ordinal)
+    message = _append(thread=thread, sender=actor.agent_id, kind=kinds.STATUS, body=text, in_reply_to=None,
+                      idempotency_key=None, request_hash="", now=now, previous_ordinal=context.previous_ordinal)
+    transaction.on_commit(partial(thread_advanced.send, sender=Message, thread_id=thread.pk, seq=message.seq),
+                          robust=True)
+    return message
 
 
 def cursor_ack(*, actor: Actor, thread_id, seq: int, now: datetime | None = None) -> CursorState:

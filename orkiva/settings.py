@@ -81,12 +81,14 @@ INSTALLED_APPS = [
     "pilot",
 ]
 
+# Django's and django-prometheus's middleware through orkiva.middleware, which runs their hooks
+# inline in the async chain (MCP under ASGI) instead of on asgiref's one shared thread.
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
+    "orkiva.middleware.PrometheusBeforeMiddleware",  # first: times the whole stack
     "orkiva.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last: labels by view and status
+    "orkiva.middleware.SecurityMiddleware",
+    "orkiva.middleware.CommonMiddleware",
+    "orkiva.middleware.PrometheusAfterMiddleware",  # last: labels by view and status
 ]
 
 ROOT_URLCONF = "orkiva.urls"
@@ -130,6 +132,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Whole request bodies past this are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ORKIVA_MAX_REQUEST_BYTES", default=1024 * 1024)
 
+# --- the production server (ASGI under gunicorn's uvicorn workers; docs/operations.md) -----------
+# Set by orkiva/asgi.py before Django starts: this process serves ASGI (MCP natively on the loop).
+ORKIVA_ASGI = env.bool("ORKIVA_ASGI", default=False)
+# Threads per ASGI worker for sync Django work (REST requests, the MCP tools' ORM steps); each holds
+# at most one database connection. Waiting MCP calls hold none of them.
+ORKIVA_THREADS = env.int("ORKIVA_THREADS", default=4)
+# A request's whole body must arrive within this many seconds (else 408 and the connection closed);
+# a client must take its response within ORKIVA_SEND_TIMEOUT_SECONDS (else it is dropped).
+ORKIVA_BODY_TIMEOUT_SECONDS = env.float("ORKIVA_BODY_TIMEOUT_SECONDS", default=10)
+ORKIVA_SEND_TIMEOUT_SECONDS = env.float("ORKIVA_SEND_TIMEOUT_SECONDS", default=30)
+if ORKIVA_THREADS < 1 or ORKIVA_BODY_TIMEOUT_SECONDS <= 0 or ORKIVA_SEND_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured(
+        "ORKIVA_THREADS must be at least 1; ORKIVA_BODY_TIMEOUT_SECONDS and ORKIVA_SEND_TIMEOUT_SECONDS positive"
+    )
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["orkiva.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -168,14 +185,18 @@ ORKIVA_MCP_ALLOWED_ORIGINS = env.list(
 # how often one process checks, in one query for all its waiters, whether their threads moved.
 ORKIVA_MCP_WAIT_MAX_SECONDS = env.float("ORKIVA_MCP_WAIT_MAX_SECONDS", default=45)
 ORKIVA_MCP_WAIT_POLL_SECONDS = env.float("ORKIVA_MCP_WAIT_POLL_SECONDS", default=0.5)
+# On PostgreSQL, one LISTEN connection per process learns of every committed post at once (any
+# process's); without it (SQLite, or off) waiters of other processes' posts wait for the next poll.
+# On by default under ASGI (production); the dev server and the in-process test client poll.
+ORKIVA_MCP_LISTEN = env.bool("ORKIVA_MCP_LISTEN", default=ORKIVA_ASGI)
 # How many wait_for_messages reads (before and after a wait) one process runs at once. A mass wake
 # (one post, many waiters) then needs this many database connections, not one per waiter.
 ORKIVA_MCP_WAIT_DB_SLOTS = env.int("ORKIVA_MCP_WAIT_DB_SLOTS", default=4)
 if ORKIVA_MCP_WAIT_DB_SLOTS < 1:
     raise ImproperlyConfigured("ORKIVA_MCP_WAIT_DB_SLOTS must be at least 1")
-# How many wait_for_messages calls one process lets block at once (0: no cap). Each holds a request
-# thread; past the cap a call is refused at once (too_many_waiters) rather than leaving no thread
-# for the post that would wake them. gunicorn sets it to its threads minus one (infra/gunicorn.conf.py).
+# How many wait_for_messages calls one process lets block at once (0: no cap); past it a call is
+# refused at once (too_many_waiters). Under ASGI a wait holds no thread; under the dev server each
+# holds its request thread.
 ORKIVA_MCP_MAX_WAITERS = env.int("ORKIVA_MCP_MAX_WAITERS", default=0)
 if ORKIVA_MCP_MAX_WAITERS < 0:
     raise ImproperlyConfigured("ORKIVA_MCP_MAX_WAITERS must be 0 (no cap) or more")

@@ -1,11 +1,12 @@
 """URL map: /v1 (REST), /v1/mcp (MCP), /v1/schema (OpenAPI), /healthz, /readyz and /metrics."""
+from django.conf import settings
 from django.urls import path
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from drf_spectacular.views import SpectacularAPIView
 
 from messaging.api import AckView, MessageCollectionView
 from orkiva.health import healthz, readyz
-from orkiva.mcp.view import mcp_view
+from orkiva.mcp.view import mcp_async_view, mcp_view
 from orkiva.observability import metrics_view
 from policy.api import RefreshView
 from sessions.api import AgentSessionsView, HeartbeatView
@@ -39,7 +40,8 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("v1/schema", SchemaView.as_view(), name="schema"),
-    path("v1/mcp", mcp_view, name="mcp"),
+    # On the event loop under ASGI (production), on its request thread under WSGI (orkiva.mcp.view).
+    path("v1/mcp", mcp_async_view if settings.ORKIVA_ASGI else mcp_view, name="mcp"),
     path("v1/threads", ThreadCollectionView.as_view(), name="threads"),
     path("v1/threads/<str:thread_id>", ThreadDetailView.as_view(), name="thread"),
     path("v1/threads/<str:thread_id>/status", ThreadStatusView.as_view(), name="thread-status"),

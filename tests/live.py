@@ -86,16 +86,15 @@ def bridge_server(
 ) -> Iterator[BridgeServer]:
     """Start a real bridge on a free loopback port and wait until /healthz answers.
 
-    server="runserver" is the development server; "gunicorn" uses infra/gunicorn.conf.py
-    with `workers` processes, as production does.
+    server="runserver" is the development server (WSGI); "gunicorn" is production's command,
+    `gunicorn -c infra/gunicorn.conf.py` (ASGI, uvicorn workers), with `workers` processes.
     """
     port = free_port()
     if server == "runserver":
         command = [sys.executable, MANAGE, "runserver", f"127.0.0.1:{port}", "--noreload"]
     elif server == "gunicorn":
         command = [
-            sys.executable, "-m", "gunicorn", "orkiva.wsgi:application",
-            "-c", str(REPO / "infra" / "gunicorn.conf.py"),
+            sys.executable, "-m", "gunicorn", "-c", str(REPO / "infra" / "gunicorn.conf.py"),
             "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         ]
     else:

@@ -1,11 +1,15 @@
 """How an MCP tool call meets Django: who is calling, where its ORM work runs, and how a
 failure becomes a tool result (the one MCP error renderer).
 
-The HTTP view and the stdio command each say who the caller is (`bind_mcp_caller`) before the
-SDK runs a tool. ORM work runs through `sync_to_async(thread_sensitive=True)`: over HTTP inside
-a `ThreadSensitiveContext` whose executor is the Django request thread that is waiting for the
-answer (so a tool uses that thread's database connection, opened and closed by the request
-cycle exactly as a REST view's is); over stdio on asgiref's one shared thread.
+The HTTP views and the stdio command each say who the caller is (`bind_mcp_caller`) before the
+SDK runs a tool, and where its ORM work runs:
+- ASGI (`pooled`): on the worker's thread pool (orkiva.serving), each step a request of its own
+  for the connection (stale ones closed before and after); nothing is held between steps, so a
+  waiting call holds no thread and no connection;
+- WSGI: inside a `ThreadSensitiveContext` whose executor is the Django request thread waiting
+  for the answer, so a tool uses that thread's connection, opened and closed by the request cycle
+  exactly as a REST view's is;
+- stdio: on asgiref's one shared thread.
 """
 from __future__ import annotations
 
@@ -50,10 +54,11 @@ Runner = Callable[[Callable[[Actor], Any]], Awaitable[Any]]
 @dataclass(frozen=True)
 class McpCaller:
     """Who calls (resolved in the ORM thread, since stdio verifies its token per call) and
-    where the call's ORM work runs (None: asgiref's shared thread)."""
+    where the call's ORM work runs (None: asgiref's shared thread; `pooled`: a shared pool)."""
 
     resolve_actor: Callable[[], Actor]
     executor: Executor | None = None
+    pooled: bool = False
 
 
 _caller: contextvars.ContextVar[McpCaller | None] = contextvars.ContextVar("orkiva_mcp_caller", default=None)
@@ -88,26 +93,41 @@ def _as_request(fn: Callable[[], T]) -> Callable[[], T]:
     return run
 
 
+async def pooled(fn: Callable[[], T]) -> T:
+    """Run sync ORM code on the ASGI worker's pool, as a request of its own (`_as_request`)."""
+    from orkiva.serving import sync_pool
+
+    return await sync_to_async(_as_request(fn), thread_sensitive=False, executor=sync_pool())()
+
+
 @contextlib.asynccontextmanager
 async def orm_context():
     """The block inside which `orm()` calls run on this call's ORM thread."""
-    executor = _current_caller().executor
-    if executor is None:
+    caller = _current_caller()
+    if caller.executor is None or caller.pooled:
         yield
         return
-    async with ThreadSensitiveContext(executor=executor):
+    async with ThreadSensitiveContext(executor=caller.executor):
         yield
 
 
 async def orm(fn: Callable[[], T]) -> T:
-    """Run sync ORM code for the current call (inside `orm_context`). Over HTTP it runs on the
+    """Run sync ORM code for the current call (inside `orm_context`). Under WSGI it runs on the
     request's own thread, inside Django's request cycle, which closes stale connections at the
     request's start and end: doing it again around each step made the next query check the
-    connection once more (a `SELECT 1` round trip per call). A wait's reads open and close their
-    own connection (`with_db_slot`)."""
-    if _current_caller().executor is None:
+    connection once more (a `SELECT 1` round trip per call). A wait's reads there open and close
+    their own connection (`with_db_slot`)."""
+    caller = _current_caller()
+    if caller.pooled:
+        return await sync_to_async(_as_request(fn), thread_sensitive=False, executor=caller.executor)()
+    if caller.executor is None:
         fn = _as_request(fn)
     return await sync_to_async(fn, thread_sensitive=True)()
+
+
+def holds_a_thread() -> bool:
+    """Whether a waiting call of this caller keeps a thread (WSGI's request thread, stdio's)."""
+    return not _current_caller().pooled
 
 
 def success(data: dict[str, Any]) -> CallToolResult:

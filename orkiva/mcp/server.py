@@ -8,6 +8,7 @@ exactly as REST refuses them (`claim_mismatch`).
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
@@ -24,7 +25,8 @@ from messaging.services import cursor_ack, message_post
 from orkiva.errors import RateLimited
 from orkiva.mcp import schemas
 from orkiva.mcp.calls import (
-    internal_error, invalid_arguments, run_steps, run_tool, schema_problems, unknown_tool, unstorable_arguments,
+    holds_a_thread, internal_error, invalid_arguments, run_steps, run_tool, schema_problems, unknown_tool,
+    unstorable_arguments,
 )
 from orkiva.mcp.waiting import watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
@@ -191,10 +193,7 @@ def build_server() -> MCPServer:
             )
             return message_json(result.message, replay=result.replay)
 
-        result = await run_tool("post_message", work, claims={"sender": sender}, claim_action="message.post")
-        if not result.is_error:
-            watcher().poke()  # waiters in this process see the post now, not at the next poll
-        return result
+        return await run_tool("post_message", work, claims={"sender": sender}, claim_action="message.post")
 
     @mcp.tool(
         name="read_messages",
@@ -230,9 +229,10 @@ def build_server() -> MCPServer:
     ) -> PageResult:
         timeout = min(timeout_seconds, settings.ORKIVA_MCP_WAIT_MAX_SECONDS)
 
-        # Both reads go through the process's few wait slots and give their connection back:
-        # nothing of the database is held while waiting, and a mass wake needs few connections.
-        read = with_db_slot(_read_page)
+        # Where a wait keeps its thread (WSGI, stdio), both reads go through the process's few wait
+        # slots and give their connection back: nothing of the database is held while waiting, and
+        # a mass wake needs few connections. Under ASGI the pool bounds them already.
+        read = with_db_slot(_read_page) if holds_a_thread() else _read_page
 
         async def steps(run) -> dict[str, Any]:
             page = await run(lambda actor: read(actor, thread_id, after_seq, limit))
@@ -240,16 +240,22 @@ def build_server() -> MCPServer:
                 return page
             cap = settings.ORKIVA_MCP_MAX_WAITERS
             if cap and watcher().waiting >= cap:
-                # Every thread but one already waits: refuse now rather than queue the post that would
-                # wake them. (Checked and registered on the one event loop: no other call runs between.)
+                # Checked and registered on the one event loop: no other call runs between.
                 raise RateLimited(
                     f"This bridge process already has {cap} calls waiting; call read_messages now, or "
                     "wait_for_messages again in a few seconds.", code="too_many_waiters",
                     details={"max_waiters": cap, "retry_after_seconds": 5}, headers={"Retry-After": "5"},
                 )
-            start = page["next_after_seq"]
-            await watcher().wait(thread_id=uuid.UUID(page["thread_id"]), after_seq=start, timeout=timeout)
-            return await run(lambda actor: read(actor, thread_id, start, limit))
+            start, watched = page["next_after_seq"], uuid.UUID(page["thread_id"])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                woke = await watcher().wait(thread_id=watched, after_seq=start, timeout=deadline - loop.time())
+                page = await run(lambda actor: read(actor, thread_id, start, limit))
+                # An early wake with nothing to read (a failed check, a database restart) waits on:
+                # a waiter is told "nothing new" only once its time is up.
+                if page["messages"] or not woke or loop.time() >= deadline:
+                    return page
 
         return await run_steps("wait_for_messages", steps)
 

@@ -1,13 +1,23 @@
-"""wait_for_messages without a database connection or a query per waiting client.
+"""wait_for_messages without a database connection, a thread or a query per waiting client.
 
-One `ThreadWatcher` per event loop (the HTTP adapter's loop, or the stdio server's). A waiting
-call registers (thread, after_seq) and sleeps on a future. While anyone waits, the watcher reads
-`Thread.last_seq` of every watched thread in one query per poll interval
-(ORKIVA_MCP_WAIT_POLL_SECONDS), on its own single thread and its one connection, and wakes the
-waiters whose thread moved past their seq. A post made through this process's MCP tools pokes
-the watcher so it checks at once; posts from other processes (REST, other workers) are seen at
-the next poll. The cost is one cheap query per interval per process, whatever the number of
-waiters; a waiter costs a future and a dict entry.
+One `ThreadWatcher` per event loop (an ASGI worker's, the WSGI adapter's, the stdio server's). A
+waiting call registers (thread, after_seq) and sleeps on a future; the watcher wakes it once the
+thread moved past its seq. It learns that three ways:
+
+- **LISTEN/NOTIFY** (PostgreSQL, `ORKIVA_MCP_LISTEN`): every stored message's insert also
+  NOTIFYs channel `orkiva_thread` with '<thread id>:<seq>', delivered at commit to every process
+  listening. One `PostListener` per process holds one connection in LISTEN; a post
+  committed through any bridge process wakes this process's waiters at once. Lost (a database
+  restart, a failover), the listener reconnects with backoff; meanwhile the watcher polls, and
+  once it listens again it checks every watched thread, so a post made while it was away is
+  found, never missed.
+- **this process's own posts**, REST or MCP, from any thread, announced when they commit;
+- **polling** otherwise (SQLite, or while the listener is away): one query for every watched
+  thread per ORKIVA_MCP_WAIT_POLL_SECONDS, on the watcher's own thread and its one connection.
+
+A post that lands between a waiter's read and its registration is not lost: the watcher keeps the
+latest seq announced per thread and a registering waiter checks it first. A waiter costs a
+future and a dict entry; a mass wake (one post, many waiters) is one event-loop pass.
 """
 from __future__ import annotations
 
@@ -17,17 +27,21 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from messaging.signals import THREAD_CHANNEL, thread_advanced
 from orkiva import observability
 
 T = TypeVar("T")
 logger = structlog.get_logger("orkiva.mcp")
+
+_LATEST_KEPT = 10_000  # threads whose latest announced seq is remembered (the read-to-register window)
+_LISTEN_PING_SECONDS = 10  # how often an idle listener checks that its connection is still there
 
 
 def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -41,35 +55,53 @@ def _last_seqs(thread_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
 
 
 class ThreadWatcher:
-    def __init__(self, *, poll_seconds: float | None = None) -> None:
+    def __init__(self, *, poll_seconds: float | None = None, listen: bool | None = None) -> None:
         self.poll_seconds = poll_seconds
+        self._listen = listen
         self._waiters: dict[uuid.UUID, list[tuple[int, asyncio.Future]]] = {}
+        self._latest: dict[uuid.UUID, int] = {}  # the newest seq announced per thread, oldest first
         self._task: asyncio.Task | None = None
         self._poked: asyncio.Event | None = None
+        self.listener: PostListener | None = None
         # The watcher's queries run here, never on a request's thread: one connection for all waiters.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orkiva-mcp-watch")
-        self.checks = 0  # checks started
+        self.checks = 0  # full checks started
 
     @property
     def waiting(self) -> int:
         return sum(len(entries) for entries in self._waiters.values())
 
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None and self.listener.listening
+
     def poke(self) -> None:
-        """Something changed in this process (a post committed): check now rather than at the next poll."""
+        """Check every watched thread now rather than at the next poll."""
         if self._poked is not None:
             self._poked.set()
 
+    def advanced(self, thread_id: uuid.UUID, seq: int) -> None:
+        """The thread has messages up to `seq` (a NOTIFY, or a post of this process): wake its waiters."""
+        if seq <= self._latest.get(thread_id, 0):
+            return
+        self._latest.pop(thread_id, None)
+        self._latest[thread_id] = seq
+        if len(self._latest) > _LATEST_KEPT:
+            del self._latest[next(iter(self._latest))]
+        for after_seq, future in self._waiters.get(thread_id, ()):
+            if after_seq < seq and not future.done():
+                future.set_result(True)
+
     async def wait(self, *, thread_id: uuid.UUID, after_seq: int, timeout: float) -> bool:
-        """True once the thread has a message after `after_seq`, False after `timeout` seconds."""
+        """True once the thread has (or may have) a message after `after_seq`, False after
+        `timeout` seconds. A True can be early (a failed check wakes everyone): read to know."""
+        if self._latest.get(thread_id, 0) > after_seq:
+            return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         entry = (after_seq, future)
         self._waiters.setdefault(thread_id, []).append(entry)
-        if self._task is None or self._task.done():
-            self._poked = asyncio.Event()
-            # A fresh context: the watcher outlives the call that started it and must not run
-            # its queries on that call's request thread.
-            self._task = loop.create_task(self._run(), context=contextvars.Context())
+        self._start(loop)
         observability.mcp_waiter_started()
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
@@ -82,37 +114,141 @@ class ThreadWatcher:
             if not entries:
                 self._waiters.pop(thread_id, None)
 
+    def start_listening(self) -> None:
+        """Open the listener now (the ASGI lifespan's startup) rather than at the first wait."""
+        self._start(asyncio.get_running_loop())
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Fresh contexts: the watcher and the listener outlive the call that started them.
+        if self.listener is None and self._wants_listener():
+            self.listener = PostListener(self)
+            self.listener.task = loop.create_task(self.listener.run(), context=contextvars.Context())
+        if self._task is None or self._task.done():
+            self._poked = asyncio.Event()
+            self._task = loop.create_task(self._run(), context=contextvars.Context())
+
+    def _wants_listener(self) -> bool:
+        from django.db import connections
+
+        listen = settings.ORKIVA_MCP_LISTEN if self._listen is None else self._listen
+        return listen and connections["default"].vendor == "postgresql"
+
     async def aclose(self) -> None:
-        """Close the watcher's database connection and its thread (a loop that is ending)."""
+        """Stop listening and close the watcher's database connection and thread (a loop that ends)."""
+        if self.listener is not None:
+            await self.listener.aclose()
         await sync_to_async(release_connections, thread_sensitive=False, executor=self._executor)()
         self._executor.shutdown(wait=False)
 
     async def _run(self) -> None:
         poll = self.poll_seconds or settings.ORKIVA_MCP_WAIT_POLL_SECONDS
         assert self._poked is not None
+        due = not self.listening
         while self._waiters:
-            watched = list(self._waiters)
-            self.checks += 1
-            try:
-                seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
-            except Exception:
-                # The database is unreachable (a failover, say). Wake the waiters: their own read
-                # answers them (with the data, or the failure), and the watcher keeps going.
-                logger.warning("mcp_watcher_check_failed", watched=len(watched), exc_info=True)
-                seqs = None
-            # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
-            for thread_id in watched:
-                entries = self._waiters.get(thread_id, [])
-                last_seq = seqs.get(thread_id) if seqs is not None else None
-                for after_seq, future in entries:
-                    # A vanished thread (or a failed check) wakes its waiters too: their next read reports it.
-                    if (last_seq is None or last_seq > after_seq) and not future.done():
-                        future.set_result(True)
+            if due:
+                await self._check()
             try:
                 await asyncio.wait_for(self._poked.wait(), timeout=poll)
+                due = True
             except TimeoutError:
-                pass
+                due = not self.listening  # listening, nothing needs a query
             self._poked.clear()
+
+    async def _check(self) -> None:
+        watched = list(self._waiters)
+        self.checks += 1
+        try:
+            seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
+        except Exception:
+            # The database is unreachable (a failover, say). Wake the waiters: their own read
+            # answers them (with the data, or the failure), and the watcher keeps going.
+            logger.warning("mcp_watcher_check_failed", watched=len(watched), exc_info=True)
+            seqs = None
+        # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
+        for thread_id in watched:
+            last_seq = seqs.get(thread_id) if seqs is not None else None
+            for after_seq, future in self._waiters.get(thread_id, []):
+                # A vanished thread (or a failed check) wakes its waiters too: their next read reports it.
+                if (last_seq is None or last_seq > after_seq) and not future.done():
+                    future.set_result(True)
+
+
+class PostListener:
+    """The process's one LISTEN connection (PostgreSQL), feeding its watcher (module docstring)."""
+
+    def __init__(self, watcher: ThreadWatcher) -> None:
+        self.watcher = watcher
+        self.listening = False
+        self.connects = 0  # connections made (1 + reconnections)
+        self.task: asyncio.Task | None = None
+        self._connection: Any = None
+
+    async def run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while True:
+            try:
+                connection = await psycopg.AsyncConnection.connect(**_listen_params(), autocommit=True)
+            except Exception:
+                logger.warning("mcp_listener_connect_failed", retry_in_seconds=backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._connection = connection
+            try:
+                await connection.execute(f"LISTEN {THREAD_CHANNEL}")
+                self.connects += 1
+                self.listening, backoff = True, 0.1
+                logger.info("mcp_listener_listening", connects=self.connects)
+                self.watcher.poke()  # whatever committed while nobody listened: one full check
+                while True:
+                    async for notify in connection.notifies(timeout=_LISTEN_PING_SECONDS):
+                        self._deliver(notify.payload)
+                    await connection.execute("SELECT 1")  # idle: is the connection still there?
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("mcp_listener_lost", exc_info=True)
+            finally:
+                was_listening, self.listening, self._connection = self.listening, False, None
+                if was_listening:
+                    self.watcher.poke()  # poll until listening again
+                try:
+                    await connection.close()
+                except Exception:
+                    pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _deliver(self, payload: str) -> None:
+        thread_id, _, seq = payload.partition(":")
+        try:
+            self.watcher.advanced(uuid.UUID(thread_id), int(seq))
+        except ValueError:
+            logger.warning("mcp_listener_bad_payload", payload=payload[:100])
+
+    def backend_pid(self) -> int | None:
+        """The listening connection's server process (tests end it to show the reconnection)."""
+        return self._connection.info.backend_pid if self._connection is not None else None
+
+    async def aclose(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+
+def _listen_params() -> dict[str, Any]:
+    """psycopg.connect()'s arguments for the default database, as Django would connect."""
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    return params
 
 
 _slots_lock = threading.Lock()
@@ -157,3 +293,23 @@ def watcher() -> ThreadWatcher:
     if loop not in _watchers:
         _watchers[loop] = ThreadWatcher()
     return _watchers[loop]
+
+
+async def close_watcher() -> None:
+    """End the running loop's watcher (the ASGI lifespan's shutdown)."""
+    found = _watchers.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.aclose()
+
+
+def _announce(sender, *, thread_id: uuid.UUID, seq: int, **kwargs) -> None:
+    """A post of this process committed (on any thread): tell every loop's watcher."""
+    for loop, found in list(_watchers.items()):
+        if not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(found.advanced, thread_id, seq)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+
+thread_advanced.connect(_announce, weak=False, dispatch_uid="orkiva.mcp.waiting")

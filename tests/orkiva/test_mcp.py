@@ -332,7 +332,7 @@ def test_host_and_origin_protection(tmp_path, coordinator):
 
 def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordinator):
     """A client that opens the optional SSE stream (GET) or ends its session (DELETE) gets 405, not
-    a stream that never ends: ten GETs on gunicorn's 2x4 threads leave every thread free."""
+    a stream that never ends: after ten GETs production's server still answers."""
     headers = {"Authorization": f"Bearer {token_for(coordinator)}", "Accept": "text/event-stream"}
     with bridge_server(tmp_path, server="gunicorn", workers=2) as bridge:
         url = f"{bridge.base_url}/v1/mcp"
@@ -346,13 +346,12 @@ def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordin
     assert alive.status_code == 200
 
 
-def test_waiters_are_capped_below_the_workers_threads_so_posts_still_get_through(
-    tmp_path, thread, executioner, reviewer, coordinator
-):
-    """gunicorn with one worker of 3 threads: at most 2 waits (threads minus one); a third is
-    refused at once with too_many_waiters, and the post that wakes the two still gets a thread."""
+def test_waits_hold_no_thread_and_a_configured_cap_is_honoured(tmp_path, thread, executioner, reviewer, coordinator):
+    """Production's server with one worker whose pool has a single thread: two waits hold neither
+    it nor a connection (a read and a post still get through at once); ORKIVA_MCP_MAX_WAITERS=2
+    refuses a third wait with too_many_waiters, and the post wakes the two."""
     tid = str(thread.pk)
-    env = subprocess_env(ORKIVA_THREADS="3")
+    env = subprocess_env(ORKIVA_THREADS="1", ORKIVA_MCP_MAX_WAITERS="2")
     with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge:
         async def scenario():
             async with client_for_mcp(bridge.base_url, token_for(reviewer)) as rev, \
@@ -365,12 +364,14 @@ def test_waiters_are_capped_below_the_workers_threads_so_posts_still_get_through
                     assert time.monotonic() < deadline, "the waits never started"
                     await asyncio.sleep(0.05)
                 async with client_for_mcp(bridge.base_url, token_for(executioner)) as ex:
+                    read = ok(await ex.call_tool("read_messages", {"thread_id": tid}))
                     refused = failed(await ex.call_tool("wait_for_messages", {"thread_id": tid, "timeout_seconds": 40}))
                 posted = await asyncio.to_thread(
                     rest, bridge.base_url, executioner, "POST", f"/threads/{tid}/messages", json={"body": "Ready."})
-                return refused, posted, ok(await first), ok(await second)
+                return read, refused, posted, ok(await first), ok(await second)
 
-        refused, posted, first, second = asyncio.run(scenario())
+        read, refused, posted, first, second = asyncio.run(scenario())
+    assert read["messages"] == []
     assert refused["error"]["code"] == "too_many_waiters" and refused["error"]["details"]["max_waiters"] == 2
     assert posted.status_code == 201
     assert [m["body"] for m in first["messages"]] == [m["body"] for m in second["messages"]] == ["Ready."]
