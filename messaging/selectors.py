@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import Count, F, Subquery, Window
 from django.db.models.functions import RowNumber
 
 from messaging import kinds
 from messaging.models import Message, ReadCursor
-from orkiva import observability
+from orkiva import observability, sql
 from policy.identity import Actor
 from policy.roles import Op
 from threads.models import Thread
@@ -47,11 +49,14 @@ def unread_count(*, thread: Thread, agent_id: str, last_read_seq: int) -> int:
 
 
 def message_page(*, actor: Actor, thread_id, after_seq: int | None, limit: int) -> MessagePage:
-    """Up to `limit` messages after `after_seq` (default: the caller's cursor), in seq order."""
+    """Up to `limit` messages after `after_seq` (default: the caller's cursor), in seq order, and
+    no more than ORKIVA_READ_MAX_BYTES of bodies: a page ends before the message that would pass
+    the budget (the first is always in, whatever its size). `next_after_seq` continues from there."""
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.MESSAGE_READ)
     cursor = cursor_position(thread=thread, agent_id=actor.agent_id)
     start = cursor if after_seq is None else after_seq
-    messages = list(Message.objects.filter(thread=thread, seq__gt=start).order_by("seq")[:limit])
+    messages = messages_within_budget(thread=thread, after_seq=start, limit=limit,
+                                      max_bytes=settings.ORKIVA_READ_MAX_BYTES)
     observability.messages_read(count=len(messages))
     return MessagePage(
         thread=thread,
@@ -60,6 +65,30 @@ def message_page(*, actor: Actor, thread_id, after_seq: int | None, limit: int) 
         unread_count=unread_count(thread=thread, agent_id=actor.agent_id, last_read_seq=cursor),
         next_after_seq=messages[-1].seq if messages else start,
     )
+
+
+def messages_within_budget(*, thread: Thread, after_seq: int, limit: int, max_bytes: int) -> list[Message]:
+    """The first `limit` messages after `after_seq`, cut where their bodies' UTF-8 bytes would pass
+    `max_bytes`; one statement (orkiva.sql), the sizes summed over those `limit` rows only."""
+    rows = sql.fetchall(sql.statement("message_page", _page_sql),
+                        [sql.param(Message, "thread", thread.pk), after_seq, limit, max_bytes])
+    messages = [sql.instance(Message, _MESSAGE_FIELDS, row) for row in rows]
+    for message in messages:
+        message.thread = thread
+    return messages
+
+
+_MESSAGE_FIELDS = sql.field_names(Message)
+
+
+def _page_sql() -> str:
+    columns, body, seq = sql.columns(Message), sql.column(Message, "body"), sql.column(Message, "seq")
+    # The body's stored size in bytes, without reading a large (TOASTed) value on PostgreSQL.
+    size = f"octet_length({body})" if connection.vendor == "postgresql" else f"length(CAST({body} AS BLOB))"
+    first = (f"SELECT {columns} FROM {sql.table(Message)} WHERE {sql.column(Message, 'thread')} = %s "
+             f"AND {seq} > %s ORDER BY {seq} LIMIT %s")
+    sized = f"SELECT {columns}, SUM({size}) OVER (ORDER BY {seq}) - {size} AS before_bytes FROM ({first}) AS m"
+    return f"SELECT {columns} FROM ({sized}) AS w WHERE before_bytes < %s ORDER BY {seq}"
 
 
 def has_messages_after(*, thread: Thread, after_seq: int) -> bool:

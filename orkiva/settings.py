@@ -218,6 +218,11 @@ ORKIVA_MAX_MESSAGE_BODY_CHARS = env.int("ORKIVA_MAX_MESSAGE_BODY_CHARS", default
 ORKIVA_MAX_PARTICIPANTS = env.int("ORKIVA_MAX_PARTICIPANTS", default=32)
 ORKIVA_READ_LIMIT_DEFAULT = env.int("ORKIVA_READ_LIMIT_DEFAULT", default=50)
 ORKIVA_READ_LIMIT_MAX = env.int("ORKIVA_READ_LIMIT_MAX", default=500)
+# A page of messages also ends before the bodies pass this many bytes (UTF-8); the first message is
+# always in. It bounds a response's size and the worker's memory whatever `limit` a reader asks.
+ORKIVA_READ_MAX_BYTES = env.int("ORKIVA_READ_MAX_BYTES", default=1024 * 1024)
+if ORKIVA_READ_MAX_BYTES < 1:
+    raise ImproperlyConfigured("ORKIVA_READ_MAX_BYTES must be at least 1")
 
 # --- policy controls (docs/configuration.md, docs/operator.md) ------------------------------
 # Read through policy.config.policy_config(), never directly. 0 turns a control off.

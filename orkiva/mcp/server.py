@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp_types import METHOD_NOT_FOUND, CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from messaging import kinds
@@ -115,6 +116,29 @@ class OrkivaMCPServer(MCPServer):
             return invalid_arguments(name, schema_problems(exc.__cause__))
 
 
+# What the SDK's MCPServer registers and the bridge does not serve: prompts and resources (it has
+# none), completions and logging, and subscriptions. `subscriptions/listen` would hold its request
+# open for good as a server-sent event stream, and the bridge has no notifications to send on it.
+_UNSERVED_METHODS = frozenset({
+    "subscriptions/listen", "prompts/list", "prompts/get", "resources/list", "resources/read",
+    "resources/templates/list", "resources/subscribe", "resources/unsubscribe", "completion/complete",
+    "logging/setLevel",
+})
+# Advertised by initialize and server/discover: the tools, a fixed list.
+CAPABILITIES = {"tools": {"listChanged": False}}
+
+
+async def tools_only(ctx, call_next):
+    """Server middleware: the unserved methods answer 'method not found' (as an unknown method does),
+    and the handshake and discovery advertise only what is served."""
+    if ctx.method in _UNSERVED_METHODS:
+        raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=ctx.method)
+    result = await call_next(ctx)
+    if ctx.method in ("initialize", "server/discover") and isinstance(result, dict) and "capabilities" in result:
+        result = {**result, "capabilities": CAPABILITIES}
+    return result
+
+
 def build_server() -> MCPServer:
     mcp = OrkivaMCPServer(
         "orkiva",
@@ -123,6 +147,8 @@ def build_server() -> MCPServer:
         version=str(SCHEMA_VERSION),
         # The SDK's own logging setup would reconfigure the root logger; ours (structlog) stays.
         log_level="WARNING",
+        subscriptions=False,
+        middleware=[tools_only],
     )
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     write = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)

@@ -346,6 +346,46 @@ def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordin
     assert alive.status_code == 200
 
 
+def _modern(method: str, params: dict | None = None) -> tuple[dict, dict]:
+    """A 2026-07-28 request: the per-request envelope in _meta and the routing headers."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {}), "_meta": meta}}
+    return body, {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+
+
+def test_the_handshake_and_discovery_advertise_only_tools_and_subscriptions_are_refused_at_once(
+    tmp_path, coordinator
+):
+    """initialize (2025) and server/discover (2026) advertise the tools and nothing the bridge does
+    not serve (no listChanged, no subscribe, no prompts or resources); subscriptions/listen, which
+    would hold its request open as an event stream, is answered at once with 'method not found',
+    however many come, and the server keeps answering."""
+    auth = {"Authorization": f"Bearer {token_for(coordinator)}", "Accept": "application/json, text/event-stream"}
+    with bridge_server(tmp_path, server="gunicorn", workers=1, env=subprocess_env(ORKIVA_THREADS="1")) as bridge:
+        url = f"{bridge.base_url}/v1/mcp"
+        initialize = httpx.post(url, headers={**auth, "MCP-Protocol-Version": "2025-11-25"}, timeout=10, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        body, headers = _modern("server/discover")
+        discover = httpx.post(url, headers={**auth, **headers}, json=body, timeout=10)
+        body, headers = _modern("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+        listens = [httpx.post(url, headers={**auth, **headers}, json=body, timeout=10) for _ in range(5)]
+        prompts = httpx.post(url, headers={**auth, "MCP-Protocol-Version": "2025-11-25"}, timeout=10,
+                             json={"jsonrpc": "2.0", "id": 2, "method": "prompts/list"})
+        body, headers = _modern("tools/list")
+        tools = httpx.post(url, headers={**auth, **headers}, json=body, timeout=10)
+        alive = httpx.get(f"{bridge.base_url}/healthz", timeout=10)
+    served = {"tools": {"listChanged": False}}
+    assert initialize.status_code == 200 and initialize.json()["result"]["capabilities"] == served
+    assert discover.status_code == 200, discover.text
+    assert discover.json()["result"]["capabilities"] == served
+    for listen in listens:
+        assert listen.status_code == 404 and listen.json()["error"]["code"] == -32601, listen.text
+    assert prompts.json()["error"]["code"] == -32601
+    assert {t["name"] for t in tools.json()["result"]["tools"]} == TOOLS
+    assert alive.status_code == 200
+
+
 def test_waits_hold_no_thread_and_a_configured_cap_is_honoured(tmp_path, thread, executioner, reviewer, coordinator):
     """Production's server with one worker whose pool has a single thread: two waits hold neither
     it nor a connection (a read and a post still get through at once); ORKIVA_MCP_MAX_WAITERS=2
