@@ -195,6 +195,7 @@ class OrkivaASGIHandler(ASGIHandler):
             response = JsonResponse(render_domain_error(err), status=err.status, headers=err.headers)
             response[REQUEST_ID_HEADER] = request_id
             response["Connection"] = "close"
+            response["Content-Length"] = str(len(response.content))  # as CommonMiddleware would
             log_request(scope.get("method", ""), scope.get("path", ""), err.status, started)
         finally:
             end_call(call_token)

@@ -160,15 +160,16 @@ class ThreadWatcher:
         try:
             seqs = await sync_to_async(_last_seqs, thread_sensitive=False, executor=self._executor)(watched)
         except Exception:
-            # The database is unreachable (a failover, say). Wake the waiters: their own read
-            # answers them (with the data, or the failure), and the watcher keeps going.
+            # The database is unreachable (a restart, a failover): the waiters keep waiting, and the
+            # next check (or the listener, once back) finds what was posted. Told "nothing new" only
+            # at their timeout, they read then, and learn the data or the failure.
             logger.warning("mcp_watcher_check_failed", watched=len(watched), exc_info=True)
-            seqs = None
+            return
         # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
         for thread_id in watched:
-            last_seq = seqs.get(thread_id) if seqs is not None else None
+            last_seq = seqs.get(thread_id)
             for after_seq, future in self._waiters.get(thread_id, []):
-                # A vanished thread (or a failed check) wakes its waiters too: their next read reports it.
+                # A vanished thread wakes its waiters too: their next read reports it.
                 if (last_seq is None or last_seq > after_seq) and not future.done():
                     future.set_result(True)
 
