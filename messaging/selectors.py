@@ -1,6 +1,7 @@
 """Messaging reads. None of them changes state: reading never moves a cursor."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -12,8 +13,8 @@ from messaging import kinds
 from messaging.models import Message, ReadCursor
 from orkiva import observability, sql
 from policy.identity import Actor
-from policy.roles import Op
-from threads.models import Thread
+from policy.roles import Op, Scope, scope_for
+from threads.models import Participant, Thread
 from threads.selectors import thread_get
 
 
@@ -65,6 +66,50 @@ def message_page(*, actor: Actor, thread_id, after_seq: int | None, limit: int) 
         unread_count=unread_count(thread=thread, agent_id=actor.agent_id, last_read_seq=cursor),
         next_after_seq=messages[-1].seq if messages else start,
     )
+
+
+def message_pages(*, thread_id, reads: Sequence[tuple[Actor, int, int]]) -> list[MessagePage | None]:
+    """The pages of several readers of one thread at once, as `message_page` would give each (reads
+    are `(actor, after_seq, limit)`): the waiters one post woke. The thread, its participants and
+    the readers' cursors are read once, the messages once per distinct `(after_seq, limit)`.
+
+    A reader this cannot clear by itself (another workspace, not a participant, a denied role: all
+    of which `message_page` answers with its own error, audited) gets None: read it alone."""
+    thread = Thread.objects.filter(pk=thread_id).first()
+    if thread is None:
+        return [None] * len(reads)
+    participants = set(Participant.objects.filter(thread=thread).values_list("agent_id", flat=True))
+    cleared = [_may_read(actor, thread, participants) for actor, _, _ in reads]
+    agents = {actor.agent_id for (actor, _, _), ok in zip(reads, cleared) if ok}
+    cursors = dict(ReadCursor.objects.filter(thread=thread, agent_id__in=agents).values_list("agent_id", "last_read_seq"))
+    windows: dict[tuple[int, int], list[Message]] = {}
+    unread: dict[str, int] = {}
+    pages: list[MessagePage | None] = []
+    for (actor, after_seq, limit), ok in zip(reads, cleared):
+        if not ok:
+            pages.append(None)
+            continue
+        cursor = cursors.get(actor.agent_id, 0)
+        if (after_seq, limit) not in windows:
+            windows[after_seq, limit] = messages_within_budget(
+                thread=thread, after_seq=after_seq, limit=limit, max_bytes=settings.ORKIVA_READ_MAX_BYTES)
+        if actor.agent_id not in unread:
+            unread[actor.agent_id] = unread_count(thread=thread, agent_id=actor.agent_id, last_read_seq=cursor)
+        messages = windows[after_seq, limit]
+        observability.messages_read(count=len(messages))
+        pages.append(MessagePage(thread=thread, messages=messages, last_read_seq=cursor,
+                                 unread_count=unread[actor.agent_id],
+                                 next_after_seq=messages[-1].seq if messages else after_seq))
+    return pages
+
+
+def _may_read(actor: Actor, thread: Thread, participants: set[str]) -> bool:
+    if actor.workspace_id != thread.workspace_id:
+        return False
+    scope = scope_for(actor, Op.MESSAGE_READ)  # as thread_get authorizes
+    if scope is Scope.MEMBER:
+        return actor.agent_id in participants
+    return scope is not Scope.DENY
 
 
 def messages_within_budget(*, thread: Thread, after_seq: int, limit: int, max_bytes: int) -> list[Message]:

@@ -21,15 +21,15 @@ from pydantic import Field, ValidationError
 
 from messaging import kinds
 from messaging.presenters import cursor_json, message_json, page_json
-from messaging.selectors import message_page
+from messaging.selectors import message_page, message_pages
 from messaging.services import cursor_ack, message_post
 from orkiva.errors import RateLimited
 from orkiva.mcp import schemas
 from orkiva.mcp.calls import (
-    holds_a_thread, internal_error, invalid_arguments, run_steps, run_tool, schema_problems, unknown_tool,
+    holds_a_thread, internal_error, invalid_arguments, pooled, run_steps, run_tool, schema_problems, unknown_tool,
     unstorable_arguments,
 )
-from orkiva.mcp.waiting import watcher, with_db_slot
+from orkiva.mcp.waiting import Together, watcher, with_db_slot
 from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import IDENTIFIER_HELP, Actor
 from policy.roles import Op
@@ -88,6 +88,34 @@ def _read_page(actor: Actor, thread_id: str, after_seq: int | None, limit: int |
     )
     wakes_acknowledge(actor=actor, thread_id=page.thread.pk, signal=ACK_READ)
     return page_json(page)
+
+
+def _read_pages(thread_id: uuid.UUID, reads: list[tuple[Actor, int, int]]) -> list[dict[str, Any] | None]:
+    """`_read_page` for several readers of one thread at once (message_pages): the waiters one post
+    woke. Each reader's wakes are acknowledged as its own read would; None: read that one alone."""
+    pages = message_pages(thread_id=thread_id, reads=reads)
+    readers = {(actor.workspace_id, actor.agent_id): actor for (actor, _, _), page in zip(reads, pages) if page}
+    for actor in readers.values():
+        wakes_acknowledge(actor=actor, thread_id=thread_id, signal=ACK_READ)
+    shown: dict[int, dict[str, Any]] = {}  # one rendering of each distinct window of messages
+    answers: list[dict[str, Any] | None] = []
+    for page in pages:
+        if page is None:
+            answers.append(None)
+            continue
+        if id(page.messages) not in shown:
+            shown[id(page.messages)] = page_json(page)
+        answers.append({**shown[id(page.messages)], "last_read_seq": page.last_read_seq,
+                        "unread_count": page.unread_count, "next_after_seq": page.next_after_seq})
+    return answers
+
+
+async def _read_woken(thread_id: uuid.UUID, reads: list[tuple[Actor, int, int]]) -> list[dict[str, Any] | None]:
+    return await pooled(lambda: _read_pages(thread_id, reads))
+
+
+# The reads of the waiters one wake resumed, on a pool thread once per thread (ASGI).
+_woken_reads = Together(_read_woken)
 
 
 def _ack(actor: Actor, thread_id: str, seq: int) -> dict[str, Any]:
@@ -258,10 +286,16 @@ def build_server() -> MCPServer:
         # Where a wait keeps its thread (WSGI, stdio), both reads go through the process's few wait
         # slots and give their connection back: nothing of the database is held while waiting, and
         # a mass wake needs few connections. Under ASGI the pool bounds them already.
-        read = with_db_slot(_read_page) if holds_a_thread() else _read_page
+        together = not holds_a_thread()
+        read = _read_page if together else with_db_slot(_read_page)
+        reader: list[Actor] = []
+
+        def first_read(actor: Actor) -> dict[str, Any]:
+            reader.append(actor)
+            return read(actor, thread_id, after_seq, limit)
 
         async def steps(run) -> dict[str, Any]:
-            page = await run(lambda actor: read(actor, thread_id, after_seq, limit))
+            page = await run(first_read)
             if page["messages"] or timeout <= 0:
                 return page
             cap = settings.ORKIVA_MCP_MAX_WAITERS
@@ -277,7 +311,11 @@ def build_server() -> MCPServer:
             deadline = loop.time() + timeout
             while True:
                 woke = await watcher().wait(thread_id=watched, after_seq=start, timeout=deadline - loop.time())
-                page = await run(lambda actor: read(actor, thread_id, start, limit))
+                page = None
+                if together and woke:
+                    page = await _woken_reads.run(watched, (reader[0], start, limit or settings.ORKIVA_READ_LIMIT_DEFAULT))
+                if page is None:
+                    page = await run(lambda actor: read(actor, thread_id, start, limit))
                 # An early wake with nothing to read (a failed check, a database restart) waits on:
                 # a waiter is told "nothing new" only once its time is up.
                 if page["messages"] or not woke or loop.time() >= deadline:

@@ -17,7 +17,9 @@ thread moved past its seq. It learns that three ways:
 
 A post that lands between a waiter's read and its registration is not lost: the watcher keeps the
 latest seq announced per thread and a registering waiter checks it first. A waiter costs a
-future and a dict entry; a mass wake (one post, many waiters) is one event-loop pass.
+future and a dict entry; a mass wake (one post, many waiters) is one event-loop pass, and the
+reads of the waiters it woke are made together (`Together`): one trip to the database per thread,
+not one per waiter.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import asyncio
 import contextvars
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -58,7 +60,8 @@ class ThreadWatcher:
     def __init__(self, *, poll_seconds: float | None = None, listen: bool | None = None) -> None:
         self.poll_seconds = poll_seconds
         self._listen = listen
-        self._waiters: dict[uuid.UUID, list[tuple[int, asyncio.Future]]] = {}
+        self._waiters: dict[uuid.UUID, dict[asyncio.Future, int]] = {}  # thread -> {future: after_seq}
+        self._count = 0
         self._latest: dict[uuid.UUID, int] = {}  # the newest seq announced per thread, oldest first
         self._task: asyncio.Task | None = None
         self._poked: asyncio.Event | None = None
@@ -69,7 +72,7 @@ class ThreadWatcher:
 
     @property
     def waiting(self) -> int:
-        return sum(len(entries) for entries in self._waiters.values())
+        return self._count
 
     @property
     def listening(self) -> bool:
@@ -88,7 +91,7 @@ class ThreadWatcher:
         self._latest[thread_id] = seq
         if len(self._latest) > _LATEST_KEPT:
             del self._latest[next(iter(self._latest))]
-        for after_seq, future in self._waiters.get(thread_id, ()):
+        for future, after_seq in self._waiters.get(thread_id, {}).items():
             if after_seq < seq and not future.done():
                 future.set_result(True)
 
@@ -99,18 +102,19 @@ class ThreadWatcher:
             return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
-        entry = (after_seq, future)
-        self._waiters.setdefault(thread_id, []).append(entry)
+        self._waiters.setdefault(thread_id, {})[future] = after_seq
+        self._count += 1
         self._start(loop)
         observability.mcp_waiter_started()
+        expiry = loop.call_later(max(timeout, 0), _expire, future)
         try:
-            done, _ = await asyncio.wait({future}, timeout=timeout)
-            return bool(done)
+            return await future
         finally:
+            expiry.cancel()
             observability.mcp_waiter_finished()
-            entries = self._waiters.get(thread_id, [])
-            if entry in entries:
-                entries.remove(entry)
+            self._count -= 1
+            entries = self._waiters.get(thread_id, {})
+            entries.pop(future, None)
             if not entries:
                 self._waiters.pop(thread_id, None)
 
@@ -168,10 +172,15 @@ class ThreadWatcher:
         # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
         for thread_id in watched:
             last_seq = seqs.get(thread_id)
-            for after_seq, future in self._waiters.get(thread_id, []):
+            for future, after_seq in list(self._waiters.get(thread_id, {}).items()):
                 # A vanished thread wakes its waiters too: their next read reports it.
                 if (last_seq is None or last_seq > after_seq) and not future.done():
                     future.set_result(True)
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class PostListener:
@@ -283,6 +292,50 @@ def release_connections() -> None:
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close()
+
+
+class Together:
+    """Calls for one key made in the same turn of the event loop, run as one: `run(key, item)`
+    queues `item` and returns its result; once every call of that turn has queued (the waiters one
+    post woke resume in the same turn), `batch(key, items)` runs once and returns a result per item.
+    If the batch raises, every call of it raises that."""
+
+    def __init__(self, batch: Callable[[Hashable, list], Awaitable[list]]) -> None:
+        self._batch = batch
+        self._pending: dict[Hashable, list[tuple[Any, asyncio.Future]]] = {}
+        self._running: set[asyncio.Task] = set()
+
+    async def run(self, key: Hashable, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        queue = self._pending.get(key)
+        if queue is None:
+            queue = self._pending[key] = []
+            # Scheduled behind the calls already due this turn; runs in the first caller's context.
+            loop.call_soon(self._flush, key, loop, context=contextvars.copy_context())
+        queue.append((item, future))
+        return await future
+
+    def _flush(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._finish(key, self._pending.pop(key)))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _finish(self, key: Hashable, queue: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            results = await self._batch(key, [item for item, _ in queue])
+        except Exception as exc:  # handed to every caller
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # the loop is closing: so are the calls
+            for _, future in queue:
+                future.cancel()
+            raise
+        for (_, future), result in zip(queue, results, strict=True):
+            if not future.done():  # a caller that went away (cancelled) is skipped
+                future.set_result(result)
 
 
 _watchers: dict[asyncio.AbstractEventLoop, ThreadWatcher] = {}
