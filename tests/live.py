@@ -154,10 +154,10 @@ class Cluster:
 
 
 @contextmanager
-def qcluster(tmp_path: Path, *, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+def qcluster(tmp_path: Path, *, env: dict[str, str] | None = None, name: str = "qcluster") -> Iterator[Cluster]:
     """A real `manage.py qcluster` (the supervisor) on the test database, its output in
-    tmp_path/qcluster.log; stopped with SIGTERM (it stops its own workers), killed if it hangs."""
-    log_path = tmp_path / "qcluster.log"
+    tmp_path/<name>.log; stopped with SIGTERM (it stops its own workers), killed if it hangs."""
+    log_path = tmp_path / f"{name}.log"
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, MANAGE, "qcluster"], cwd=REPO, env=env or subprocess_env(), stdout=log,

@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,31 +35,40 @@ class PrivatePostgres:
         assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout}\n{done.stderr}"
 
     def init(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         if self._as:
             shutil.chown(self.root, "postgres", "postgres")
         self._run(_binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
                   "--no-sync")
 
-    def start(self) -> None:
+    def _pg_ctl(self, *args: str) -> None:
+        # With its log file named, the server holds none of our pipes (else run() waits for it forever).
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
-                  "-w", "start")
+                  "-w", *args)
+
+    def start(self) -> None:
+        self._pg_ctl("start")
 
     def restart(self) -> None:
         """A fast restart: every connection is terminated, and the server is down for a moment."""
-        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart")
+        self._pg_ctl("-m", "fast", "restart")
 
     def stop(self) -> None:
-        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._pg_ctl("-m", "immediate", "stop")
 
 
 @contextmanager
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    """A migrated database `orkiva` on a server of this test's own."""
-    server = PrivatePostgres(tmp_path / "pg")
-    server.init()
-    server.start()
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A migrated database `orkiva` on a server of this test's own. Its files live outside pytest's
+    private tmp directory, which the postgres account (the server's, when tests run as root) cannot enter."""
+    root = Path(tempfile.mkdtemp(prefix="orkiva-pg-"))
+    server = PrivatePostgres(root)
+    try:
+        server.init()
+        server.start()
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "orkiva"],
                        check=True, timeout=30)
@@ -67,3 +77,4 @@ def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
