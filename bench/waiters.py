@@ -9,9 +9,13 @@ can deliver within a wait.
   `orkiva_mcp_waiters` gauge says all N wait, the workers' RSS and the database connections are
   read, then one post per thread through B must wake every waiter with that post. The memory each
   waiter costs is (RSS while N wait - RSS idle after a warm-up) / N.
-- delivery: K waiters (100, then 1,000) on one thread, one post through B, several rounds. Delivery
-  is measured from the moment the post's request is sent to B (before its commit, so an upper
-  bound) to the moment each waiter's answer has arrived.
+- delivery, one thread: K waiters (100, then 1,000) on one thread, one post through B wakes them
+  all; several rounds. The worst case: one post, every waiter answered at once.
+- delivery, spread: K waiters over K/5 threads (five agents a thread, a team's shape), then one
+  post through B to each thread in turn, 20 ms apart: each post wakes its five while the other
+  waiters keep waiting.
+  Delivery is measured from the moment the post's request is sent to B (before its commit, so an
+  upper bound) to the moment each waiter's answer has arrived.
 
 The waiters are raw HTTP/1.1 clients on one event loop (one connection each, MCP 2025-06-18 JSON
 responses), so the client's own cost stays small beside the server's.
@@ -128,11 +132,11 @@ async def sustain(a: str, a_master, b: str, count: int) -> dict:
     import httpx
 
     port, reader, writer = int(a.rsplit(":", 1)[1]), common.token("reader", WORKSPACE), common.token("writer", WORKSPACE)
-    threads = await asyncio.to_thread(make_threads, max(1, count // PER_THREAD))
+    warm_thread, *threads = await asyncio.to_thread(make_threads, 1 + max(1, count // PER_THREAD))
     # Warm-up: every code path of a wait and a wake has run once in both workers.
-    warm = await arrive(a, port, reader, threads[:1], 20)
+    warm = await arrive(a, port, reader, [warm_thread], 20)
     with httpx.Client(timeout=60) as http:
-        await asyncio.to_thread(post, http, b, writer, threads[0], "warm-up")
+        await asyncio.to_thread(post, http, b, writer, warm_thread, "warm-up")
         await asyncio.gather(*(task for _, task in warm))
         await asyncio.sleep(1)
         idle = rss_kib(a_master)
@@ -182,6 +186,30 @@ async def delivery(a: str, b: str, count: int, rounds: int) -> dict:
     }
 
 
+async def delivery_spread(a: str, b: str, count: int, per_thread: int = 5) -> dict:
+    import httpx
+
+    port, reader, writer = int(a.rsplit(":", 1)[1]), common.token("reader", WORKSPACE), common.token("writer", WORKSPACE)
+    threads = await asyncio.to_thread(make_threads, max(1, count // per_thread))
+    waiters = await arrive(a, port, reader, threads, count)
+    await asyncio.sleep(0.5)
+    sent_at: dict[str, float] = {}
+    with httpx.Client(timeout=60) as http:
+        for thread_id in threads:
+            sent_at[thread_id] = await asyncio.to_thread(post, http, b, writer, thread_id, f"to {thread_id}")
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*(task for _, task in waiters))
+    latencies = [w.answered_at - sent_at[w.thread_id] for w, _ in waiters if w.messages == [f"to {w.thread_id}"]]
+    return {
+        "waiters": count,
+        "per_thread": per_thread,
+        "delivered": f"{len(latencies)}/{count}",
+        "p50_ms": round(common.percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(common.percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sustain", type=int, default=2000)
@@ -196,9 +224,12 @@ def main() -> None:
     env = {"ORKIVA_MCP_WAIT_POLL_SECONDS": "60", "ORKIVA_MCP_WAIT_MAX_SECONDS": str(WAIT_SECONDS)}
     results: dict = {"workers_a": args.workers}
     with common.bridge(workers=args.workers, extra_env=env) as (a, a_master), common.bridge(workers=1, extra_env=env) as (b, _):
-        rows = [asyncio.run(delivery(a, b, int(count), args.rounds)) for count in args.delivery.split(",") if count]
-        common.print_table(f"delivery across processes (post through B, waiters on A, {args.workers} workers)", rows)
-        results["delivery"] = rows
+        counts = [int(count) for count in args.delivery.split(",") if count]
+        rows = [asyncio.run(delivery(a, b, count, args.rounds)) for count in counts]
+        common.print_table(f"delivery across processes, one thread (post through B, waiters on A, {args.workers} workers)", rows)
+        spread = [asyncio.run(delivery_spread(a, b, count)) for count in counts]
+        common.print_table("delivery across processes, five waiters a thread, a post to each thread in turn", spread)
+        results["delivery_one_thread"], results["delivery_spread"] = rows, spread
         if args.sustain:
             held = asyncio.run(sustain(a, a_master, b, args.sustain))
             common.print_table(f"waiters sustained by A ({args.workers} workers)", [held])

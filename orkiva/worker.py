@@ -5,7 +5,8 @@ uvicorn itself bounds idle keep-alive connections (gunicorn's `keepalive`) and, 
 bound a request's head: a connection that sends nothing, or trickles its headers, or sends
 headers without end, would stay forever. `HeadLimitedProtocol` gives every request head
 ORKIVA_HEADER_TIMEOUT_SECONDS to arrive and ORKIVA_MAX_HEADER_BYTES of size (431 past it). The
-body's limits, and a slow reader's, are the application's (orkiva.serving).
+body's limits, and a slow reader's, are the application's (orkiva.serving). A worker that stops
+first answers its waiting MCP calls (`DrainingServer`).
 
 Imported by gunicorn before Django is set up: settings come from the environment here.
 """
@@ -14,8 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import socket
+import sys
 
+from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 
@@ -85,6 +90,18 @@ class HeadLimitedProtocol(HttpToolsProtocol):
                 self.transport.close()
 
 
+class DrainingServer(Server):
+    """uvicorn's server that, as it begins to stop (a deploy, a restart, SIGTERM), first ends the
+    waiting MCP calls with an answer: they would otherwise hold the shutdown for the graceful
+    timeout and then be cut off with none."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        from orkiva.mcp.waiting import drain_waiters
+
+        drain_waiters()
+        await super().shutdown(sockets)
+
+
 class BridgeWorker(UvicornWorker):
     """uvicorn's gunicorn worker: uvloop, the head-limited httptools protocol, the ASGI lifespan
     (orkiva.serving's startup and shutdown), and gunicorn's settings for the rest."""
@@ -101,6 +118,15 @@ class BridgeWorker(UvicornWorker):
         # Waits in flight get gunicorn's graceful timeout to end before the worker stops.
         self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
         _raise_open_files_limit(limit)
+
+    async def _serve(self) -> None:
+        # UvicornWorker._serve (uvicorn-worker 0.4.0, pinned), with the draining server.
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 def _raise_open_files_limit(wanted: int) -> None:

@@ -69,6 +69,7 @@ class ThreadWatcher:
         # The watcher's queries run here, never on a request's thread: one connection for all waiters.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orkiva-mcp-watch")
         self.checks = 0  # full checks started
+        self.draining = False  # the worker is stopping: waits end now (drain)
 
     @property
     def waiting(self) -> int:
@@ -100,6 +101,8 @@ class ThreadWatcher:
         `timeout` seconds. A True can be early (a failed check wakes everyone): read to know."""
         if self._latest.get(thread_id, 0) > after_seq:
             return True
+        if self.draining:
+            return False
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._waiters.setdefault(thread_id, {})[future] = after_seq
@@ -117,6 +120,16 @@ class ThreadWatcher:
             entries.pop(future, None)
             if not entries:
                 self._waiters.pop(thread_id, None)
+
+    def drain(self) -> None:
+        """The worker is stopping: every wait ends now, and any that starts ends at once. Each reads
+        once more and answers with what is there (maybe nothing, as at a timeout), rather than be
+        cut off when the graceful timeout runs out; the agent's next wait goes to a live worker."""
+        self.draining = True
+        for entries in self._waiters.values():
+            for future in entries:
+                if not future.done():
+                    future.set_result(False)
 
     def start_listening(self) -> None:
         """Open the listener now (the ASGI lifespan's startup) rather than at the first wait."""
@@ -347,6 +360,13 @@ def watcher() -> ThreadWatcher:
     if loop not in _watchers:
         _watchers[loop] = ThreadWatcher()
     return _watchers[loop]
+
+
+def drain_waiters() -> None:
+    """End the running loop's waits now (a worker that begins to stop, orkiva.worker)."""
+    found = _watchers.get(asyncio.get_running_loop())
+    if found is not None:
+        found.drain()
 
 
 async def close_watcher() -> None:

@@ -199,3 +199,28 @@ def test_two_bridges_and_two_supervisor_clusters_on_one_database(tmp_path, tmux_
     assert WakeRequest.objects.filter(agent_id="tester").count() == 1
     assert not WakeRequest.objects.filter(agent_id="reviewer").exists()  # no runtime: never woken automatically
     assert [s["reason_code"] for s in wake_json(wake)["trace"]["steps"]] == ["wake_created", "injected"]
+
+
+def test_a_stopping_worker_answers_its_waiters_rather_than_cutting_them_off(tmp_path, thread, reviewer):
+    """SIGTERM (a deploy, a restart) while ten waits are in flight, with a graceful timeout of 40 s
+    and waits of 45: each wait is answered at once, well-formed and empty (as at its timeout), so
+    the agent simply waits again on a live worker; then the server exits."""
+    tid = str(thread.pk)
+    env = subprocess_env(ORKIVA_GRACEFUL_TIMEOUT="40", ORKIVA_MCP_WAIT_POLL_SECONDS=SLOW_POLL)
+    with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge:
+        async def scenario():
+            headers = {**MCP_HEADERS, "Authorization": f"Bearer {token_for(reviewer)}"}
+            async with httpx.AsyncClient(base_url=bridge.base_url, headers=headers, timeout=90) as http:
+                waits = [asyncio.create_task(http.post("/v1/mcp", json=_wait_call(tid, 45))) for _ in range(10)]
+                await _until_waiting(bridge.base_url, 10, waits)
+                bridge.process.send_signal(15)
+                started = time.monotonic()
+                answers = await asyncio.gather(*waits)
+                return answers, time.monotonic() - started
+
+        answers, waited = asyncio.run(scenario())
+        exited = bridge.process.wait(timeout=30)
+    assert [a.status_code for a in answers] == [200] * 10
+    assert [a.json()["result"]["structuredContent"]["messages"] for a in answers] == [[]] * 10
+    assert waited < 20  # not held until the graceful timeout (40 s), nor the waits' own (45 s)
+    assert exited == 0
