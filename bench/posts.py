@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--layouts", default="spread,hot", help="spread (over --threads threads), hot (one thread)")
     parser.add_argument("--mcp-clients", default="1,8", help="client counts for MCP vs REST ('' to skip)")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: infra config)")
-    parser.add_argument("--gthreads", type=int, default=None, help="gunicorn threads per worker")
+    parser.add_argument("--gthreads", type=int, default=None, help="each worker's thread pool (ORKIVA_THREADS)")
     parser.add_argument("--client", choices=("wrk", "httpx"), default="wrk",
                         help="HTTP load client: wrk (C, apt-get install wrk) or httpx threads in this process")
     args = parser.parse_args()

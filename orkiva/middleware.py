@@ -11,6 +11,7 @@ the loop itself; Django's and django-prometheus's middleware are used through it
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -33,6 +34,8 @@ from orkiva.context import (
 REQUEST_ID_HEADER = "X-Request-ID"
 # Probes and scrapes answer every few seconds: their successful lines are DEBUG, not INFO.
 QUIET_OPERATIONS = frozenset({"healthz", "readyz", "metrics"})
+# Logged (never sent) for a request whose client left before its answer, as nginx does.
+CLIENT_CLOSED_REQUEST = 499
 
 request_logger = structlog.get_logger("orkiva.request")
 
@@ -139,11 +142,14 @@ class RequestIdMiddleware:
 
     async def __acall__(self, request):
         request_id, tokens, started = self._begin(request)
-        response = None
+        response, gone = None, False
         try:
             response = await self.get_response(request)
+        except asyncio.CancelledError:
+            gone = True  # the client went away (orkiva.serving cancels the view): not a server error
+            raise
         finally:
-            self._end(request, response, tokens, started)
+            self._end(request, response, tokens, started, status=CLIENT_CLOSED_REQUEST if gone else None)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
@@ -153,10 +159,10 @@ class RequestIdMiddleware:
         request.request_id = request_id
         return request_id, (bind_request_id(request_id), begin_call()), time.perf_counter()
 
-    def _end(self, request, response, tokens, started: float) -> None:
+    def _end(self, request, response, tokens, started: float, status: int | None = None) -> None:
         token, call_token = tokens
         try:
-            self._log(request, response, started)
+            self._log(request, response, started, status)
         finally:
             end_call(call_token)
             reset_request_id(token)
@@ -169,14 +175,16 @@ class RequestIdMiddleware:
         return None
 
     @staticmethod
-    def _log(request, response, started: float) -> None:
+    def _log(request, response, started: float, status: int | None = None) -> None:
         info = current_call()
         if info.agent_id is None:
             # DRF copies the authenticated user onto the Django request; Actor carries the claims.
             user = getattr(request, "user", None)
             if getattr(user, "workspace_id", None) is not None:
                 bind_caller(user)
-        log_request(request.method, request.path, response.status_code if response is not None else 500, started)
+        if status is None:
+            status = response.status_code if response is not None else 500
+        log_request(request.method, request.path, status, started)
 
 
 def log_request(method: str, path: str, status: int, started: float) -> None:

@@ -1,4 +1,5 @@
-"""WSGI entry point: `gunicorn orkiva.wsgi` (see infra/gunicorn.conf.py)."""
+"""WSGI entry point (`manage.py runserver`, or any WSGI server). Production runs orkiva.asgi under
+`gunicorn -c infra/gunicorn.conf.py`."""
 import gc
 import os
 

@@ -13,9 +13,11 @@ SDK runs a tool, and where its ORM work runs:
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
 from pydantic import ValidationError
@@ -93,11 +95,54 @@ def _as_request(fn: Callable[[], T]) -> Callable[[], T]:
     return run
 
 
-async def pooled(fn: Callable[[], T]) -> T:
-    """Run sync ORM code on the ASGI worker's pool, as a request of its own (`_as_request`)."""
+# How often a pool thread has its connections checked before use (CONN_HEALTH_CHECKS' `SELECT 1`).
+# Checked before every step, an MCP call (the token's check, then the tool's step) paid that round
+# trip twice; a REST request, whose request cycle checks once, once.
+_POOL_CHECK_SECONDS = 1.0
+_pool_thread = threading.local()
+_trouble = [0]  # bumped when the database was seen to go away: every pool thread checks again
+
+
+def database_trouble() -> None:
+    """The database went away (the post listener lost its connection, a check failed): each pool
+    thread checks its connections before its next use, however recently it last did."""
+    _trouble[0] += 1
+
+
+def _on_pool(fn: Callable[[], T]) -> Callable[[], T]:
+    """`fn` on a pool thread: its connections checked first (at most once a `_POOL_CHECK_SECONDS`,
+    and again after `database_trouble`), and after it a connection left broken (an error, a
+    restart) or past its age closed, as the request cycle's end would."""
+
+    def run() -> T:
+        now, trouble = time.monotonic(), _trouble[0]
+        if (now - getattr(_pool_thread, "checked_at", float("-inf")) >= _POOL_CHECK_SECONDS
+                or getattr(_pool_thread, "trouble", None) != trouble):
+            close_old_connections()  # the next query checks the connection first
+            _pool_thread.checked_at, _pool_thread.trouble = now, trouble
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):  # a connection lost, a server gone
+            database_trouble()
+            raise
+        finally:
+            for conn in connections.all(initialized_only=True):
+                if conn.connection is not None and (
+                    conn.errors_occurred or (conn.close_at is not None and time.monotonic() >= conn.close_at)
+                ):
+                    conn.close_if_unusable_or_obsolete()
+
+    return run
+
+
+async def pooled(fn: Callable[[], T], executor: Executor | None = None) -> T:
+    """Run sync ORM code on the ASGI worker's pool (`_on_pool`), in a copy of this context (the call
+    record it binds the caller on is shared). A plain executor hop: asgiref's sync_to_async costs
+    more per call, for a thread-sensitivity this does not need."""
     from orkiva.serving import sync_pool
 
-    return await sync_to_async(_as_request(fn), thread_sensitive=False, executor=sync_pool())()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor or sync_pool(), contextvars.copy_context().run, _on_pool(fn))
 
 
 @contextlib.asynccontextmanager
@@ -119,7 +164,7 @@ async def orm(fn: Callable[[], T]) -> T:
     their own connection (`with_db_slot`)."""
     caller = _current_caller()
     if caller.pooled:
-        return await sync_to_async(_as_request(fn), thread_sensitive=False, executor=caller.executor)()
+        return await pooled(fn, caller.executor)
     if caller.executor is None:
         fn = _as_request(fn)
     return await sync_to_async(fn, thread_sensitive=True)()

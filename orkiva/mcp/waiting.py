@@ -38,6 +38,7 @@ from django.db import close_old_connections
 
 from messaging.signals import THREAD_CHANNEL, thread_advanced
 from orkiva import observability
+from orkiva.mcp.calls import database_trouble
 
 T = TypeVar("T")
 logger = structlog.get_logger("orkiva.mcp")
@@ -180,6 +181,7 @@ class ThreadWatcher:
             # The database is unreachable (a restart, a failover): the waiters keep waiting, and the
             # next check (or the listener, once back) finds what was posted. Told "nothing new" only
             # at their timeout, they read then, and learn the data or the failure.
+            database_trouble()
             logger.warning("mcp_watcher_check_failed", watched=len(watched), exc_info=True)
             return
         # Only the threads this query looked at: a waiter that registered meanwhile waits for the next one.
@@ -232,6 +234,7 @@ class PostListener:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                database_trouble()
                 logger.warning("mcp_listener_lost", exc_info=True)
             finally:
                 was_listening, self.listening, self._connection = self.listening, False, None

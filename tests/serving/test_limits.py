@@ -5,6 +5,7 @@ the figures (p99 under 200 slow bodies, say) are bench/limits.py's."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -137,3 +138,38 @@ def test_a_reader_that_stops_reading_is_dropped_and_others_are_served(tmp_path, 
         received = _read_all(sock, timeout=15)
     assert alive == 200
     assert received.startswith(b"HTTP/1.1 200") and len(received) < 11_000_000  # cut short: 11.7 MB in all
+
+
+def test_a_client_that_leaves_mid_wait_frees_it_and_is_logged_as_gone_not_as_a_server_error(tmp_path, thread, reviewer):
+    """A wait_for_messages whose client disconnects ends at once (the gauge falls back to zero)
+    and its request line says 499, the client's doing, where a crash would say 500."""
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "wait_for_messages", "arguments": {"thread_id": str(thread.pk), "timeout_seconds": 40}}})
+    with bridge_server(tmp_path, server="gunicorn", workers=1) as bridge:
+        sock = _connect(_port(bridge.base_url))
+        sock.sendall(
+            f"POST /v1/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token_for(reviewer)}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            f"MCP-Protocol-Version: 2025-06-18\r\nX-Request-ID: leaving-1\r\nContent-Length: {len(call)}\r\n\r\n"
+            f"{call}".encode())
+        assert _until(lambda: _waiting(bridge.base_url) == 1), "the wait never started"
+        sock.close()
+        freed = _until(lambda: _waiting(bridge.base_url) == 0)
+        logged = _until(lambda: "leaving-1" in bridge.log())
+        line = next(line for line in bridge.log().splitlines() if "leaving-1" in line)
+    assert freed and logged
+    assert "status=499" in line and "wait_for_messages" in line, line
+
+
+def _waiting(base_url: str) -> float:
+    found = re.search(r"^orkiva_mcp_waiters (\S+)$", httpx.get(f"{base_url}/metrics", timeout=10).text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _until(predicate, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
