@@ -4,6 +4,7 @@ through its pane, and never typed into while a turn runs or an approval waits.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -56,18 +57,25 @@ def test_a_launched_claude_reviews_reports_its_state_and_is_woken_through_its_pa
 
 
 def test_a_busy_claude_gets_the_wake_once_its_turn_ends(agents, thread, coordinator):
+    turn_may_end = threading.Event()
+
     def slow(turn):
         if "think hard" in turn.prompt and not turn.results:
-            time.sleep(6)  # the model streams nothing for a while: the turn runs
+            # The model streams nothing until the test has seen the wake held: the turn runs meanwhile
+            # (a fixed sleep let a loaded machine reach the wake's first step after the turn ended).
+            turn_may_end.wait(60)
             return Say("Thought about it.")
         return brains.reviewer(turn)
 
     agents.claude_model.brain = slow
-    launched = agents.launch("reviewer", "claude", prompt="Please think hard about naming.")
-    runtime = launched.runtime
-    agents.wait(lambda: state_of(runtime) == "busy", what="the UserPromptSubmit hook", runtimes=[runtime])
-    wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
-    held = agents.drive(wake.pk, until=lambda w: w.status == reasons.QUEUED, runtimes=[runtime])
+    try:
+        launched = agents.launch("reviewer", "claude", prompt="Please think hard about naming.")
+        runtime = launched.runtime
+        agents.wait(lambda: state_of(runtime) == "busy", what="the UserPromptSubmit hook", runtimes=[runtime])
+        wake = wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer")
+        held = agents.drive(wake.pk, until=lambda w: w.status == reasons.QUEUED, runtimes=[runtime])
+    finally:
+        turn_may_end.set()
     assert held.reason_code == "agent_busy" and wake.prompt not in agents.claude_model.prompts()
     # the Stop hook releases it: typed in as soon as the turn is over
     wake = agents.drive(wake.pk, runtimes=[runtime])
