@@ -146,10 +146,9 @@ class OrkivaASGIHandler(ASGIHandler):
         except TimeoutError:
             # Returning with the response unfinished makes the server close the connection.
             logger.warning("slow_reader_dropped", status=response.status_code)
-        except asyncio.CancelledError:
-            pass
-        if response.streaming:
-            await asyncio.get_running_loop().run_in_executor(sync_pool(), response.close)
+        finally:
+            if response.streaming:  # a cancellation (the server stopping) still closes it, then goes on
+                await asyncio.shield(asyncio.get_running_loop().run_in_executor(sync_pool(), response.close))
 
     async def _read_body(self, scope, receive):
         """The whole body, at most ORKIVA_MAX_REQUEST_BYTES within ORKIVA_BODY_TIMEOUT_SECONDS."""

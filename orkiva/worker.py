@@ -84,10 +84,13 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        # Between requests the keep-alive timer governs; mid-head (or before any byte) this one does.
         if self.cycle is None or self.cycle.response_complete:
             if not self.transport.is_closing():
                 self.transport.close()
+        else:
+            # A head pipelined behind a request still being answered (a long wait): its time runs
+            # again from here, so a trickled head can never outlive its deadline for good.
+            self._arm_head_deadline()
 
 
 class DrainingServer(Server):
@@ -115,8 +118,9 @@ class BridgeWorker(UvicornWorker):
             "limit_concurrency": limit or None,
         }
         super().__init__(*args, **kwargs)
-        # Waits in flight get gunicorn's graceful timeout to end before the worker stops.
-        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+        # Requests in flight get gunicorn's graceful timeout, less the moment the worker needs to
+        # cancel what is left and run the lifespan's shutdown before gunicorn would kill it.
+        self.config.timeout_graceful_shutdown = max(1, self.cfg.graceful_timeout - 2)
         _raise_open_files_limit(limit)
 
     async def _serve(self) -> None:

@@ -295,6 +295,7 @@ def build_server() -> MCPServer:
             return read(actor, thread_id, after_seq, limit)
 
         async def steps(run) -> dict[str, Any]:
+            ticket = watcher().ticket()  # before each read: see ThreadWatcher.wait's `since`
             page = await run(first_read)
             if page["messages"] or timeout <= 0:
                 return page
@@ -310,8 +311,9 @@ def build_server() -> MCPServer:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             while True:
-                woke = await watcher().wait(thread_id=watched, after_seq=start, timeout=deadline - loop.time())
-                page = None
+                woke = await watcher().wait(thread_id=watched, after_seq=start, timeout=deadline - loop.time(),
+                                            since=ticket)
+                ticket, page = watcher().ticket(), None
                 if together and woke:
                     page = await _woken_reads.run(watched, (reader[0], start, limit or settings.ORKIVA_READ_LIMIT_DEFAULT))
                 if page is None:

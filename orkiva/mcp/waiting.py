@@ -24,6 +24,7 @@ not one per waiter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
 import uuid
@@ -80,6 +81,12 @@ class ThreadWatcher:
     def listening(self) -> bool:
         return self.listener is not None and self.listener.listening
 
+    def ticket(self) -> tuple[bool, int]:
+        """Taken before a waiter's read, handed to `wait`: whether notifications were being heard
+        then, and since which (re)connection. A post committed while nobody listened is found by
+        the check the listener makes once it listens again, but only for threads watched by then."""
+        return self.listening, self.listener.connects if self.listener is not None else 0
+
     def poke(self) -> None:
         """Check every watched thread now rather than at the next poll."""
         if self._poked is not None:
@@ -97,9 +104,12 @@ class ThreadWatcher:
             if after_seq < seq and not future.done():
                 future.set_result(True)
 
-    async def wait(self, *, thread_id: uuid.UUID, after_seq: int, timeout: float) -> bool:
+    async def wait(self, *, thread_id: uuid.UUID, after_seq: int, timeout: float,
+                   since: tuple[bool, int] | None = None) -> bool:
         """True once the thread has (or may have) a message after `after_seq`, False after
-        `timeout` seconds. A True can be early (a failed check wakes everyone): read to know."""
+        `timeout` seconds. A True can be early: read to know. `since`: the `ticket()` taken before
+        the read that gave `after_seq`; if listening began or resumed since, one check is made for
+        what committed unheard between that read and this registration."""
         if self._latest.get(thread_id, 0) > after_seq:
             return True
         if self.draining:
@@ -109,6 +119,8 @@ class ThreadWatcher:
         self._waiters.setdefault(thread_id, {})[future] = after_seq
         self._count += 1
         self._start(loop)
+        if since is not None and since != self.ticket() and self.listening:
+            self.poke()
         observability.mcp_waiter_started()
         expiry = loop.call_later(max(timeout, 0), _expire, future)
         try:
@@ -155,6 +167,10 @@ class ThreadWatcher:
         """Stop listening and close the watcher's database connection and thread (a loop that ends)."""
         if self.listener is not None:
             await self.listener.aclose()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await sync_to_async(release_connections, thread_sensitive=False, executor=self._executor)()
         self._executor.shutdown(wait=False)
 
@@ -230,7 +246,9 @@ class PostListener:
                 while True:
                     async for notify in connection.notifies(timeout=_LISTEN_PING_SECONDS):
                         self._deliver(notify.payload)
-                    await connection.execute("SELECT 1")  # idle: is the connection still there?
+                    # Idle: is the connection still there? A half-open one (a network drop, no reset)
+                    # would block for the kernel's retransmissions: bounded here, and by TCP keepalives.
+                    await asyncio.wait_for(connection.execute("SELECT 1"), _LISTEN_PING_SECONDS / 2)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -274,6 +292,11 @@ def _listen_params() -> dict[str, Any]:
     params = connections["default"].get_connection_params()
     for django_only in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(django_only, None)
+    # TCP keepalives (libpq's): a listener whose server vanished without a reset learns it in
+    # about 25 s while idle, rather than after the kernel's retransmissions (minutes).
+    for name, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5),
+                        ("keepalives_count", 3)):
+        params.setdefault(name, value)
     return params
 
 
@@ -327,8 +350,9 @@ class Together:
         queue = self._pending.get(key)
         if queue is None:
             queue = self._pending[key] = []
-            # Scheduled behind the calls already due this turn; runs in the first caller's context.
-            loop.call_soon(self._flush, key, loop, context=contextvars.copy_context())
+            # Scheduled behind the calls already due this turn; in a context of its own (the batch
+            # serves many requests: none of their request ids or call records is its own).
+            loop.call_soon(self._flush, key, loop, context=contextvars.Context())
         queue.append((item, future))
         return await future
 

@@ -48,3 +48,29 @@ def test_a_vanished_thread_leaves_every_reader_to_read_alone(executioner):
     import uuid
 
     assert message_pages(thread_id=uuid.uuid4(), reads=[(executioner, 0, 10)]) == [None]
+
+
+def test_the_tool_answers_read_together_equal_the_answers_read_alone(monkeypatch, coordinator, executioner, reviewer):
+    """The MCP side (`_read_pages`, the waiters one post woke): several agents with their own
+    cursors get exactly the page `_read_page` gives each alone, and each agent's wakes are
+    acknowledged once, as its own read would; a reader that cannot be cleared gets None."""
+    from orkiva.mcp import server
+
+    thread = ThreadFactory(coordinator=coordinator, participants=["executioner", "reviewer", "tester"])
+    tester = Actor(agent_id="tester", workspace_id=executioner.workspace_id, role="participant", session_id="t")
+    for body in ["one", "two", "three"]:
+        message_post(actor=executioner, thread_id=str(thread.pk), body=body)
+    message_post(actor=tester, thread_id=str(thread.pk), body="four")
+    cursor_ack(actor=reviewer, thread_id=str(thread.pk), seq=1)
+    cursor_ack(actor=tester, thread_id=str(thread.pk), seq=3)
+    stranger = Actor(agent_id="stranger", workspace_id=executioner.workspace_id, role="participant", session_id="s")
+    reads = [(reviewer, 1, 50), (tester, 3, 50), (executioner, 0, 2), (reviewer, 1, 50), (stranger, 0, 50)]
+    acknowledged: list[str] = []
+    monkeypatch.setattr(server, "wakes_acknowledge", lambda *, actor, **kwargs: acknowledged.append(actor.agent_id))
+    together = server._read_pages(thread.pk, reads)
+    assert sorted(acknowledged) == ["executioner", "reviewer", "tester"]  # once each, the stranger not
+    assert together[4] is None
+    for (actor, after_seq, limit), answer in zip(reads[:4], together[:4]):
+        assert answer == server._read_page(actor, str(thread.pk), after_seq, limit)
+    assert [m["body"] for m in together[0]["messages"]] == ["two", "three", "four"]
+    assert (together[0]["unread_count"], together[1]["unread_count"]) == (3, 0)  # the tester's own post is not unread

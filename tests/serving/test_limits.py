@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import time
 
@@ -173,3 +174,38 @@ def _until(predicate, timeout: float = 15) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_head_trickled_behind_a_long_request_is_cut_once_that_request_is_answered(tmp_path, thread, reviewer):
+    """HTTP pipelining: a 4 s wait, and behind it on the same connection the start of a next
+    request whose head then trickles a byte every half second. The wait is answered; the trickled
+    head gets its ORKIVA_HEADER_TIMEOUT_SECONDS (2) from then, and the connection is closed."""
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "wait_for_messages", "arguments": {"thread_id": str(thread.pk), "timeout_seconds": 4}}})
+    wait = (f"POST /v1/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token_for(reviewer)}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            f"MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {len(call)}\r\n\r\n{call}")
+    env = subprocess_env(ORKIVA_HEADER_TIMEOUT_SECONDS="2")
+    with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge:
+        sock = _connect(_port(bridge.base_url))
+        sock.sendall((wait + "POST /v1/mcp HTTP/1.1\r\nHo").encode())
+        received, closed_after, started = b"", None, time.monotonic()
+        sock.setblocking(False)
+        while time.monotonic() - started < 30:
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            try:
+                if readable:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                sock.send(b"x")
+            except OSError:
+                break
+        elapsed = time.monotonic() - started
+        closed_after = elapsed if elapsed < 30 else None
+        sock.close()
+        alive = httpx.get(f"{bridge.base_url}/healthz", timeout=10).status_code
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert closed_after is not None and closed_after < 15, closed_after  # 4 s of wait, then 2 s (re-armed once)
+    assert alive == 200

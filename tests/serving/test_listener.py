@@ -107,3 +107,27 @@ def _terminate_and_post(pid: int, actor, thread_id, listener) -> None:
         message_post(actor=actor, thread_id=thread_id, body="while nobody listened")
     finally:
         connections.close_all()
+
+
+def test_a_post_nobody_heard_before_the_listener_came_back_is_found_for_a_waiter_that_read_meanwhile(
+        coordinator, executioner):
+    """A waiter reads while its process is not yet listening (a worker starting, a database
+    restart); a post commits, its NOTIFY heard by nobody; the listener comes up and makes its one
+    check while the waiter is not registered yet. Registering with the ticket it took before its
+    read, the waiter asks for one more check, and is woken: not left until its timeout."""
+    thread = ThreadFactory(coordinator=coordinator)
+
+    async def scenario():
+        watcher = ThreadWatcher(poll_seconds=SLOW_POLL, listen=True)
+        ticket = watcher.ticket()  # taken before the (empty) read: not listening
+        await asyncio.to_thread(post_elsewhere, actor=executioner, thread_id=thread.pk, body="unheard")
+        watcher.start_listening()
+        await _until(lambda: watcher.listening, "listening")
+        await asyncio.sleep(0.2)  # its check of the watched threads (none yet) is done
+        started = time.monotonic()
+        woken = await watcher.wait(thread_id=thread.pk, after_seq=0, timeout=30, since=ticket)
+        await watcher.aclose()
+        return woken, time.monotonic() - started
+
+    woken, waited = asyncio.run(scenario())
+    assert woken is True and waited < 10  # far below the wait's 30 s and the poll's 60

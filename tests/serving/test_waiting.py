@@ -114,10 +114,12 @@ def test_a_post_through_another_bridge_wakes_the_waiters_at_once(tmp_path, threa
 def test_waiters_survive_a_postgresql_restart_and_get_the_next_post(tmp_path, executioner, reviewer, coordinator):
     """A bridge on a PostgreSQL of the test's own; twelve waiters wait; the database restarts (every
     connection cut, the listener's too). The waiters are neither dropped nor told "nothing new": the
-    listener reconnects, and the first post after the restart wakes each with it."""
+    listener reconnects, and the first post after the restart, made through another bridge process
+    (so only the notification can reach them), wakes each with it."""
     with private_postgres() as pg:
         env = subprocess_env(DATABASE_URL=pg.url, ORKIVA_MCP_WAIT_POLL_SECONDS=SLOW_POLL, **RELAXED_POLICY)
-        with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge:
+        with bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as bridge, \
+                bridge_server(tmp_path, server="gunicorn", workers=1, env=env) as other:
             created = rest(bridge.base_url, coordinator, "POST", "/threads", json={
                 "title": "restart", "type": "review", "participants": ["executioner", "reviewer"]})
             assert created.status_code == 201, created.text
@@ -133,7 +135,7 @@ def test_waiters_survive_a_postgresql_restart_and_get_the_next_post(tmp_path, ex
                         wait_for, lambda: '"connects": 2' in bridge.log() or "connects=2" in bridge.log(),
                         timeout=30, what="the listener listening again")
                     still_waiting = sum(not task.done() for task in waits)
-                    posted = await asyncio.to_thread(_post_until_accepted, bridge.base_url, executioner, tid)
+                    posted = await asyncio.to_thread(_post_until_accepted, other.base_url, executioner, tid)
                     return still_waiting, posted, await asyncio.gather(*waits)
 
             still_waiting, posted, answers = asyncio.run(scenario())
