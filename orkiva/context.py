@@ -12,7 +12,7 @@ from typing import Iterator
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("orkiva_request_id", default=None)
 
 # An upstream X-Request-ID is trusted only if it is short and printable: it lands in logs and headers.
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def new_request_id() -> str:
@@ -21,7 +21,7 @@ def new_request_id() -> str:
 
 def accept_request_id(candidate: str | None) -> str:
     """The caller's request id when it is well formed, a fresh one otherwise."""
-    if candidate and _VALID_REQUEST_ID.match(candidate):
+    if candidate and _VALID_REQUEST_ID.fullmatch(candidate):
         return candidate
     return new_request_id()
 

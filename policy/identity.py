@@ -12,13 +12,15 @@ ROLE_SYSTEM = "system"  # the bridge's own policy decisions (auto-block, escalat
 POLICY_AGENT_ID = "orkiva:policy"
 TOKEN_ROLES = (ROLE_PARTICIPANT, ROLE_COORDINATOR, ROLE_AUDITOR)
 
-# Agent, workspace and session ids: short, printable, safe in logs, tmux names and shells.
-IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")
+# Agent, workspace and session ids: short, printable, safe in logs, tmux names and shells. Matched
+# whole (fullmatch): `$` would also accept a trailing newline, and "a\n" would be another identity.
+IDENTIFIER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}")
 IDENTIFIER_HELP = "1-128 characters: letters, digits and . _ : @ -, starting with a letter or digit"
 
 
 def is_identifier(value: object) -> bool:
-    return isinstance(value, str) and IDENTIFIER_RE.match(value) is not None
+    """The one check of every agent, workspace and session id (REST, MCP, tokens, commands)."""
+    return isinstance(value, str) and IDENTIFIER_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

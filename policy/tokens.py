@@ -145,6 +145,11 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp + settings.ORKIVA_JWT_LEEWAY_SECONDS <= moment.timestamp():
         raise _fail("token_expired", "The token has expired; request a fresh one.")
+    iat = claims.get("iat")
+    # Every claim's type is checked before use: a signed token with a string, a float or an absurd
+    # `iat` is refused with a code, not a crash in the revocation check's date arithmetic.
+    if type(iat) is not int or not 0 <= iat <= exp:
+        raise _fail("invalid_claims", "The token's 'iat' claim is not a time at or before its expiry.")
     for name in ("agent_id", "workspace_id", "session_id", "jti"):
         if not is_identifier(claims.get(name)):
             raise _fail("invalid_claims", f"The token's {name!r} claim is not a valid identifier.")

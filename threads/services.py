@@ -20,7 +20,7 @@ from threads import transitions
 from threads.models import Participant, Thread
 from threads.selectors import participant_list, thread_get
 
-TYPE_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+TYPE_RE = re.compile(r"[a-z][a-z0-9_\-]{0,63}")  # matched whole: no trailing newline
 TITLE_MAX = 300
 
 
@@ -31,7 +31,7 @@ def check_thread_input(*, title: str, type: str, participants: list[str]) -> lis
         errors["title"] = "must not be blank"
     elif len(title) > TITLE_MAX:
         errors["title"] = f"at most {TITLE_MAX} characters"
-    if not TYPE_RE.match(type):
+    if not TYPE_RE.fullmatch(type):
         errors["type"] = "a lowercase slug: a-z, 0-9, _ and -, starting with a letter, at most 64"
     unique = list(dict.fromkeys(participants))
     if not unique:

@@ -104,6 +104,14 @@ ATTACKS = [
     ("non-string workspace", lambda: f"Bearer {signed(claims(workspace_id=42))}", "invalid_claims"),
     ("empty session id", lambda: f"Bearer {signed(claims(session_id=''))}", "invalid_claims"),
     ("bad jti", lambda: f"Bearer {signed(claims(jti='../../x y'))}", "invalid_claims"),
+    # `$` in a regex also matches before a final newline: "executioner\n" must not be another identity
+    ("agent id with a trailing newline", lambda: f"Bearer {signed(claims(agent_id='executioner' + chr(10)))}",
+     "invalid_claims"),
+    ("workspace id with a trailing newline", lambda: f"Bearer {signed(claims(workspace_id='ws-main' + chr(10)))}",
+     "invalid_claims"),    # validly signed, malformed issue times: refused with a code, never a 500
+    ("iat as a string", lambda: f"Bearer {signed(claims(iat='1700000000'))}", "invalid_claims"),
+    ("iat as a float", lambda: f"Bearer {signed(claims(iat=1700000000.5))}", "invalid_claims"),
+    ("iat hugely negative", lambda: f"Bearer {signed(claims(iat=-10**18))}", "invalid_claims"),
 ]
 
 
@@ -204,6 +212,8 @@ def test_token_refresh_service_keeps_claims():
     "fields",
     [
         {"agent_id": "bad id"},
+        {"agent_id": "execA\n"},
+        {"session_id": "s1\n"},
         {"workspace_id": ""},
         {"session_id": "x" * 200},
         {"role": "operator"},

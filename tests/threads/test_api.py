@@ -42,6 +42,14 @@ def test_create_validation_errors_name_fields(coordinator):
     assert error["code"] == "validation_error" and set(error["details"]["fields"]) >= {"title"}
 
 
+@pytest.mark.parametrize("field,value", [("type", "review\n"), ("participants", ["executioner\n"])])
+def test_a_trailing_newline_is_not_a_valid_type_or_identifier(coordinator, field, value):
+    request = {"title": "t", "type": "review", "participants": ["executioner"], field: value}
+    response = client_for(coordinator).post("/v1/threads", request, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "validation_error"
+
+
 def test_list_paging_and_filters(coordinator, executioner):
     threads = [ThreadFactory(coordinator=coordinator, participants=["executioner"]) for _ in range(3)]
     ThreadFactory(coordinator=coordinator, participants=["reviewer"])
