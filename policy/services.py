@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orkiva.errors import Forbidden, ValidationFailed
 from policy.audit import audit_record
-from policy.identity import IDENTIFIER_HELP, TOKEN_ROLES, Actor, is_identifier
+from policy.identity import IDENTIFIER_HELP, TOKEN_ROLES, Actor, is_identifier, is_reserved_agent_id
 from policy.models import Revocation
 from policy.tokens import MintedToken, mint_token
 
@@ -22,6 +22,8 @@ def check_token_request(
     for name, value in (("agent_id", agent_id), ("workspace_id", workspace_id), ("session_id", session_id)):
         if not is_identifier(value):
             errors[name] = IDENTIFIER_HELP
+    if "agent_id" not in errors and is_reserved_agent_id(agent_id):
+        errors["agent_id"] = "reserved for the system's own identities (orkiva:*, operator:*, supervisor)"
     if role not in TOKEN_ROLES:
         errors["role"] = f"one of {', '.join(TOKEN_ROLES)}"
     longest = settings.ORKIVA_TOKEN_MAX_TTL_SECONDS if max_ttl_seconds is None else max_ttl_seconds

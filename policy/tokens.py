@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from orkiva import sql
 from orkiva.errors import Unauthenticated
-from policy.identity import TOKEN_ROLES, Actor, is_identifier
+from policy.identity import TOKEN_ROLES, Actor, is_identifier, is_reserved_agent_id
 from policy.models import Revocation
 
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti", "agent_id", "workspace_id", "role", "session_id")
@@ -153,6 +153,8 @@ def verify_token(raw: str | None, *, now: datetime | None = None) -> Actor:
     for name in ("agent_id", "workspace_id", "session_id", "jti"):
         if not is_identifier(claims.get(name)):
             raise _fail("invalid_claims", f"The token's {name!r} claim is not a valid identifier.")
+    if is_reserved_agent_id(claims["agent_id"]):
+        raise _fail("invalid_claims", "The token names one of the system's own identities.")
     if claims.get("role") not in TOKEN_ROLES:
         raise _fail("invalid_claims", "The token's 'role' claim is not a known role.")
 

@@ -10,13 +10,13 @@ from django.db import transaction
 
 from orkiva import observability
 from policy.audit import audit_record
-from policy.identity import Actor
+from policy.identity import SUPERVISOR_AGENT_ID, Actor
 from supervisor import reasons
 from supervisor.queue import enqueue_wake
 from supervisor.models import Runtime, WakeAttempt, WakeRequest
 
 
-SYSTEM_ID, SYSTEM_ROLE = "supervisor", "system"
+SYSTEM_ID, SYSTEM_ROLE = SUPERVISOR_AGENT_ID, "system"
 WAKE_REF_PREFIX = "w-"
 
 

@@ -108,7 +108,11 @@ ATTACKS = [
     ("agent id with a trailing newline", lambda: f"Bearer {signed(claims(agent_id='executioner' + chr(10)))}",
      "invalid_claims"),
     ("workspace id with a trailing newline", lambda: f"Bearer {signed(claims(workspace_id='ws-main' + chr(10)))}",
-     "invalid_claims"),    # validly signed, malformed issue times: refused with a code, never a 500
+     "invalid_claims"),    # the system's own identities: nobody may act as the policy, the supervisor or an operator
+    ("the policy's identity", lambda: f"Bearer {signed(claims(agent_id='orkiva:policy'))}", "invalid_claims"),
+    ("the supervisor's identity", lambda: f"Bearer {signed(claims(agent_id='Supervisor'))}", "invalid_claims"),
+    ("an operator's identity", lambda: f"Bearer {signed(claims(agent_id='operator:alice'))}", "invalid_claims"),
+    # validly signed, malformed issue times: refused with a code, never a 500
     ("iat as a string", lambda: f"Bearer {signed(claims(iat='1700000000'))}", "invalid_claims"),
     ("iat as a float", lambda: f"Bearer {signed(claims(iat=1700000000.5))}", "invalid_claims"),
     ("iat hugely negative", lambda: f"Bearer {signed(claims(iat=-10**18))}", "invalid_claims"),
@@ -213,6 +217,9 @@ def test_token_refresh_service_keeps_claims():
     [
         {"agent_id": "bad id"},
         {"agent_id": "execA\n"},
+        {"agent_id": "orkiva:policy"},
+        {"agent_id": "supervisor"},
+        {"agent_id": "operator:alice"},
         {"session_id": "s1\n"},
         {"workspace_id": ""},
         {"session_id": "x" * 200},
