@@ -239,4 +239,11 @@ def json_handler500(request) -> JsonResponse:
 
 
 def json_handler400(request, exception=None) -> JsonResponse:
+    from django.core.exceptions import DisallowedHost
+
+    if isinstance(exception, DisallowedHost):  # say which setting decides, not only that it failed
+        return JsonResponse(error_body(
+            "disallowed_host",
+            "The Host header names a host this bridge does not serve; add it to ORKIVA_ALLOWED_HOSTS.",
+        ), status=400)
     return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)

@@ -13,10 +13,12 @@ Imported by gunicorn before Django is set up: settings come from the environment
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import socket
 import sys
+import uuid
 
 from gunicorn.arbiter import Arbiter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -70,8 +72,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_bytes += size
         if self._head_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self.logger.warning("Request head larger than %d bytes: connection closed.", MAX_HEADER_BYTES)
-            self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
-                                 b"connection: close\r\n\r\n")
+            self.transport.write(_headers_too_large())
             self.transport.close()
 
     def _arm_head_deadline(self) -> None:
@@ -91,6 +92,19 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             # A head pipelined behind a request still being answered (a long wait): its time runs
             # again from here, so a trickled head can never outlive its deadline for good.
             self._arm_head_deadline()
+
+
+def _headers_too_large() -> bytes:
+    """431 in the error contract (the head was never parsed: a request id of its own)."""
+    request_id = uuid.uuid4().hex
+    body = json.dumps({"error": {
+        "code": "headers_too_large",
+        "message": f"The request's headers are larger than {MAX_HEADER_BYTES} bytes (ORKIVA_MAX_HEADER_BYTES).",
+        "details": {"max_header_bytes": MAX_HEADER_BYTES},
+    }, "request_id": request_id}).encode()
+    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"x-request-id: " + request_id.encode() + b"\r\ncontent-length: " + str(len(body)).encode() +
+            b"\r\nconnection: close\r\n\r\n" + body)
 
 
 class DrainingServer(Server):

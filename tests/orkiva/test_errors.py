@@ -313,3 +313,13 @@ def test_huge_numbers_name_the_field(world):
     for query, field in ((f"after_seq={2**70}", "after_seq"), (f"limit={2**70}", "limit"), ("limit=-1", "limit")):
         response = c.get(f"/v1/threads/{thread}/messages?{query}")
         assert response.status_code == 400 and field in response.json()["error"]["details"]["fields"]
+
+
+def test_a_refused_host_is_a_json_400_naming_the_setting(world):
+    """Django's Host check answers in the error contract, and says which setting decides."""
+    response = client().get("/v1/threads", HTTP_HOST="evil.example")
+    failures: list[str] = []
+    check(response, "/v1/threads", failures)
+    assert not failures and response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "disallowed_host" and "ORKIVA_ALLOWED_HOSTS" in error["message"]

@@ -99,7 +99,11 @@ def test_a_head_that_never_ends_is_closed_and_an_oversized_one_refused(tmp_path)
     assert served == 200
     assert silent_answer == b"" and trickling_answer == b""  # closed, never answered
     assert closed_after < 14  # by the server (the reads allow 15 s)
-    assert oversized_answer.startswith(b"HTTP/1.1 431")
+    head, _, body = oversized_answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431") and b"connection: close" in head.lower()
+    error = json.loads(body)  # the error contract, not an empty or HTML page
+    assert error["error"]["code"] == "headers_too_large" and error["error"]["details"] == {"max_header_bytes": 8192}
+    assert error["request_id"].encode() in head
 
 
 def test_a_body_past_the_limit_is_refused_before_it_is_sent(tmp_path, thread, executioner):
@@ -114,6 +118,7 @@ def test_a_body_past_the_limit_is_refused_before_it_is_sent(tmp_path, thread, ex
         answer = _read_all(sock, timeout=15)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"connection: close" in head.lower()  # the connection closes, and says so
     error = json.loads(body)
     assert error["error"]["code"] == "request_too_large" and error["request_id"]
 
