@@ -40,6 +40,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orkiva
 
 ## Create the environment and run the whole test suite against PostgreSQL (TEST_DATABASE_URL).
 test: setup setup-clis
+	@$(BIN)/python -m tests.preflight $(TEST_DATABASE_URL)
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The embedded default: every test that does not need PostgreSQL's row locks, on SQLite.
