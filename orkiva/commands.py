@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from orkiva.context import begin_call, bind_caller, bind_request_id, end_call, new_request_id, reset_request_id
 from orkiva.errors import DomainError, ValidationFailed, render_domain_error, report_error
+from orkiva.versioning import SCHEMA_VERSION
 from policy.identity import Actor
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT = 0, 1, 2, 3, 4
@@ -96,6 +97,8 @@ class OrkivaCommand(BaseCommand):
                 self._emit_error(err, options)
                 sys.exit(exit_code_for(err))
             if options.get("json"):
+                # Every document a command prints says its schema version (the REST bodies' own).
+                result = {**result, "schema_version": result.get("schema_version", SCHEMA_VERSION)}
                 self.stdout.write(json.dumps(result, default=str))
             else:
                 self.stdout.write(self.render_table(result))

@@ -162,6 +162,7 @@ def test_the_commands_end_to_end(tmp_path, thread, coordinator, executioner, rev
         "--tag", "fast,no-relay", "--text", "no copy-paste today", "--operator", "alice",
     )
     assert code == 0 and body["tags"] == ["fast", "no-relay"] and body["operator"] == "operator:alice"
+    assert body["schema_version"] == 1
     code, body = run_manage_json("orkiva_feedback", "--workspace-id", "ws-main", "--thread", "nope", "--rating", "3")
     assert code == 3 and body["error"]["code"] == "thread_not_found" and body["request_id"]
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from orkiva.versioning import SCHEMA_VERSION
 from policy.models import AuditEvent, Revocation
 from policy.tokens import verify_token
 from tests.live import run_manage_json
@@ -26,7 +27,7 @@ def issue(*extra):
 def test_issue_prints_a_working_token_and_audits():
     before = timezone.now().replace(microsecond=0)
     doc = issue("--operator", "alice")
-    assert set(doc) >= {"token", "jti", "expires_at"}
+    assert set(doc) >= {"token", "jti", "expires_at"} and doc["schema_version"] == SCHEMA_VERSION
     expires_at = datetime.fromisoformat(doc["expires_at"].replace("Z", "+00:00"))
     # Default TTL is short: 15 minutes.
     assert timedelta(seconds=899) <= expires_at - before <= timedelta(seconds=905)
@@ -79,6 +80,7 @@ def test_revoke_by_jti(tmp_path):
     code, body = run_manage_json("orkiva_revoke_token", "--jti", doc["jti"], "--reason", "leaked in a log",
                                  "--operator", "bob")
     assert code == 0, body
+    assert body["schema_version"] == SCHEMA_VERSION  # every command's JSON says its version
     assert (body["revoked"], body["kind"], body["value"], body["reason"], body["revoked_by"]) == (
         True, "jti", doc["jti"], "leaked in a log", "operator:bob")
     event = AuditEvent.objects.get(action="token.revoke")
