@@ -14,7 +14,7 @@ from django.utils import timezone
 from policy.models import AuditEvent
 from sessions.selectors import latest_resumable_session
 from supervisor import reasons, tmux
-from supervisor.models import Runtime, WakeRequest
+from supervisor.models import Runtime, WakeAttempt, WakeRequest
 from supervisor.presenters import wake_json
 from supervisor.services import runtime_heartbeat, runtime_register, runtime_set_paused, wake_advance, wake_trigger
 from tests.supervisor.conftest import (
@@ -94,6 +94,21 @@ def test_exit_zero_without_an_ack_is_not_delivery(tmp_path, thread, coordinator,
     assert all(s["detail"]["exit_code"] == 0 for s in wake_json(wake)["trace"]["steps"] if s["step"] == "spawn")
     # a session did run: it is the agent's latest, to resume next time
     assert latest_resumable_session(workspace_id="ws-main", agent_id="reviewer").session_id == "spawned-session-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_retries_are_spaced_by_a_growing_backoff(tmp_path, thread, coordinator, acking_bridge, clock, settings):
+    """Attempt n+1 waits n x ORKIVA_WAKE_RESUME_BACKOFF_SECONDS after attempt n fails (a zero or
+    constant backoff would retry a failing CLI in a tight loop)."""
+    settings.ORKIVA_WAKE_RESUME_ATTEMPTS, settings.ORKIVA_WAKE_RESUME_BACKOFF_SECONDS = 3, 7
+    runtime_register(actor=reviewer_actor(), runtime_type="codex", session_id="sess-r", now=clock.now)
+    remember_session("reviewer", "sess-r", now=clock.now, workdir=str(tmp_path))
+    acking_bridge.set(resume={"exit": 3, "stdout": "no rollout found"}, spawn={"thread_id": "fresh-thread-9", "ack": True})
+    wake = drive(wake_trigger(actor=coordinator, thread_id=thread.pk, agent_id="reviewer").pk, clock)
+    resumes = [a for a in WakeAttempt.objects.filter(wake=wake).order_by("started_at") if a.step == "resume"]
+    assert [a.outcome for a in resumes] == ["failed"] * 3
+    gaps = [(later.started_at - earlier.finished_at).total_seconds() for earlier, later in zip(resumes, resumes[1:])]
+    assert [round(g) for g in gaps] == [7, 14]
 
 
 @pytest.mark.django_db(transaction=True)
