@@ -190,7 +190,21 @@ async def serve(manager, scope: dict[str, Any], body: bytes) -> tuple[int, list,
     return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
+# The SDK's own refusals are plain text; ours are the error contract, with the setting that decides.
+_SDK_REFUSALS = {
+    403: ("origin_not_allowed", "The Origin header names an origin this endpoint does not allow "
+          "(ORKIVA_MCP_ALLOWED_ORIGINS)."),
+    421: ("host_not_allowed", "The Host header names a host the MCP endpoint does not answer "
+          "(ORKIVA_MCP_ALLOWED_HOSTS)."),
+}
+
+
 def _http_response(status: int, headers: list, content: bytes) -> HttpResponse:
+    if status >= 400 and not any(name.lower() == b"content-type" and value.startswith(b"application/json")
+                                 for name, value in headers):
+        said = content.decode("utf-8", "replace").strip()[:200]
+        code, message = _SDK_REFUSALS.get(status, ("bad_request", said or "The MCP request was refused."))
+        return _refusal(DomainError(message, code=code, status=status, details={"reason": said} if said else {}))
     response = HttpResponse(content, status=status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:

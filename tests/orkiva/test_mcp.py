@@ -328,6 +328,13 @@ def test_host_and_origin_protection(tmp_path, coordinator):
     assert foreign_host.status_code == 400  # Django's ALLOWED_HOSTS, before MCP is reached
     assert foreign_origin.status_code == 403
     assert own_origin.status_code == 200
+    # every refusal in the error contract (the SDK's own are plain text), naming its setting
+    for answer, code, setting in ((not_for_mcp, "host_not_allowed", "ORKIVA_MCP_ALLOWED_HOSTS"),
+                                  (foreign_host, "disallowed_host", "ORKIVA_ALLOWED_HOSTS"),
+                                  (foreign_origin, "origin_not_allowed", "ORKIVA_MCP_ALLOWED_ORIGINS")):
+        body = answer.json()
+        assert body["error"]["code"] == code and setting in body["error"]["message"], body
+        assert body["request_id"] == answer.headers["X-Request-ID"]
 
 
 def test_get_and_delete_are_refused_at_once_and_hold_no_worker(tmp_path, coordinator):
@@ -415,3 +422,18 @@ def test_waits_hold_no_thread_and_a_configured_cap_is_honoured(tmp_path, thread,
     assert refused["error"]["code"] == "too_many_waiters" and refused["error"]["details"]["max_waiters"] == 2
     assert posted.status_code == 201
     assert [m["body"] for m in first["messages"]] == [m["body"] for m in second["messages"]] == ["Ready."]
+
+
+def test_the_sdks_own_refusals_answer_in_the_error_contract(coordinator):
+    """A body that is not JSON-typed is refused by the SDK in plain text; the bridge answers it in
+    the error contract (the SDK's reason kept in details), with the request id."""
+    from rest_framework.test import APIClient
+
+    response = APIClient().post(
+        "/v1/mcp", data='{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}', content_type="text/plain",
+        HTTP_AUTHORIZATION=f"Bearer {token_for(coordinator)}", HTTP_ACCEPT="application/json, text/event-stream",
+        HTTP_MCP_PROTOCOL_VERSION="2025-06-18")
+    assert response.status_code == 400 and response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error"]["code"] == "bad_request" and "Content-Type" in body["error"]["details"]["reason"]
+    assert body["request_id"] == response["X-Request-ID"]
