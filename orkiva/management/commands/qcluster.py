@@ -4,7 +4,7 @@ systemd's default (`KillMode=control-group`) and a shell's `kill %job` send SIGT
 process of the cluster at once. django-q2's sentinel and workers then die at once (their SIGTERM
 is the default action), but the main process's handler sets the stop event, a multiprocessing
 Event whose `set()` waits for the waiter it wakes, the sentinel, which is gone: it hangs forever
-(django-q2 1.9). Here the main process first gives the sentinel a moment to end by itself; if it
+(django-q2 1.11.1). Here the main process first gives the sentinel a moment to end by itself; if it
 does, there is nobody left to stop, and the command returns. A SIGTERM to the main process alone
 (`kill <pid>`, systemd's `KillMode=mixed`) still stops the cluster in order: the sentinel is told
 to stop, lets its workers finish their tasks, then ends.
