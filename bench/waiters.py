@@ -160,6 +160,15 @@ async def sustain(a: str, a_master, b: str, count: int) -> dict:
     }
 
 
+def _figures(latencies: list[float]) -> dict:
+    """Delivery latencies in ms: p50, p99 and the slowest."""
+    return {
+        "p50_ms": round(common.percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(common.percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+    }
+
+
 async def delivery(a: str, b: str, count: int, rounds: int) -> dict:
     import httpx
 
@@ -176,14 +185,7 @@ async def delivery(a: str, b: str, count: int, rounds: int) -> dict:
                 if waiter.messages == [f"round {round_}"]:
                     delivered += 1
                     latencies.append(waiter.answered_at - sent)
-    return {
-        "waiters": count,
-        "rounds": rounds,
-        "delivered": f"{delivered}/{count * rounds}",
-        "p50_ms": round(common.percentile(latencies, 50) * 1000, 1),
-        "p99_ms": round(common.percentile(latencies, 99) * 1000, 1),
-        "max_ms": round(max(latencies) * 1000, 1),
-    }
+    return {"waiters": count, "rounds": rounds, "delivered": f"{delivered}/{count * rounds}", **_figures(latencies)}
 
 
 async def delivery_spread(a: str, b: str, count: int, per_thread: int = 5) -> dict:
@@ -200,14 +202,8 @@ async def delivery_spread(a: str, b: str, count: int, per_thread: int = 5) -> di
             await asyncio.sleep(0.02)
         await asyncio.gather(*(task for _, task in waiters))
     latencies = [w.answered_at - sent_at[w.thread_id] for w, _ in waiters if w.messages == [f"to {w.thread_id}"]]
-    return {
-        "waiters": count,
-        "per_thread": per_thread,
-        "delivered": f"{len(latencies)}/{count}",
-        "p50_ms": round(common.percentile(latencies, 50) * 1000, 1),
-        "p99_ms": round(common.percentile(latencies, 99) * 1000, 1),
-        "max_ms": round(max(latencies) * 1000, 1),
-    }
+    return {"waiters": count, "per_thread": per_thread, "delivered": f"{len(latencies)}/{count}",
+            **_figures(latencies)}
 
 
 def main() -> None:

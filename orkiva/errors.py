@@ -216,6 +216,12 @@ def render_domain_error(err: DomainError) -> dict[str, Any]:
     return {"error": err.as_body(), "request_id": current_request_id()}
 
 
+def refusal_response(err: DomainError) -> JsonResponse:
+    """A domain error answered outside DRF (the MCP view, the ASGI server): reported, then rendered."""
+    report_error(err)
+    return JsonResponse(render_domain_error(err), status=err.status, headers=err.headers)
+
+
 def api_exception_handler(exc: BaseException, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: the only place a REST error body is shaped."""
     err = to_domain_error(exc)

@@ -32,11 +32,11 @@ from django.core import signals
 from django.core.exceptions import RequestAborted, RequestDataTooBig
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.urls import set_script_prefix
 
 from orkiva.context import accept_request_id, begin_call, bind_operation, bind_request_id, end_call, reset_request_id
-from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
+from orkiva.errors import DomainError, refusal_response, to_domain_error
 from orkiva.middleware import REQUEST_ID_HEADER, log_request
 
 logger = structlog.get_logger("orkiva.serving")
@@ -190,8 +190,7 @@ class OrkivaASGIHandler(ASGIHandler):
         token, call_token = bind_request_id(request_id), begin_call()
         try:
             bind_operation("request_body")
-            report_error(err)
-            response = JsonResponse(render_domain_error(err), status=err.status, headers=err.headers)
+            response = refusal_response(err)
             response[REQUEST_ID_HEADER] = request_id
             response["Connection"] = "close"
             response["Content-Length"] = str(len(response.content))  # as CommonMiddleware would

@@ -28,7 +28,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from orkiva.context import bind_caller, bind_operation
-from orkiva.errors import DomainError, render_domain_error, report_error, to_domain_error
+from orkiva.errors import DomainError, refusal_response, to_domain_error
 from orkiva.mcp.calls import McpCaller, bind_mcp_caller, pooled, reset_mcp_caller
 from orkiva.mcp.server import build_server
 from orkiva.mcp.waiting import close_watcher, watcher
@@ -204,7 +204,7 @@ def _http_response(status: int, headers: list, content: bytes) -> HttpResponse:
                                  for name, value in headers):
         said = content.decode("utf-8", "replace").strip()[:200]
         code, message = _SDK_REFUSALS.get(status, ("bad_request", said or "The MCP request was refused."))
-        return _refusal(DomainError(message, code=code, status=status, details={"reason": said} if said else {}))
+        return refusal_response(DomainError(message, code=code, status=status, details={"reason": said} if said else {}))
     response = HttpResponse(content, status=status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:
@@ -245,15 +245,10 @@ def adapter() -> McpAdapter:
     return _adapter
 
 
-def _refusal(err: DomainError) -> JsonResponse:
-    report_error(err)
-    return JsonResponse(render_domain_error(err), status=err.status, headers=err.headers)
-
-
 def _method_not_allowed() -> JsonResponse:
     # Stateless and JSON-only: no server-sent event stream to GET, no session to DELETE. Handed to
     # the SDK, a GET would open a stream that never ends.
-    return _refusal(DomainError("The MCP endpoint answers POST only.", code="method_not_allowed", status=405,
+    return refusal_response(DomainError("The MCP endpoint answers POST only.", code="method_not_allowed", status=405,
                                 headers={"Allow": "POST"}))
 
 
@@ -266,7 +261,7 @@ def _authenticate(request: HttpRequest) -> Actor | JsonResponse:
         err = to_domain_error(exc)
         if err is None:
             raise
-        return _refusal(err)
+        return refusal_response(err)
     bind_caller(actor)
     return actor
 

@@ -63,7 +63,6 @@ class ThreadWatcher:
         self.poll_seconds = poll_seconds
         self._listen = listen
         self._waiters: dict[uuid.UUID, dict[asyncio.Future, int]] = {}  # thread -> {future: after_seq}
-        self._count = 0
         self._latest: dict[uuid.UUID, int] = {}  # the newest seq announced per thread, oldest first
         self._task: asyncio.Task | None = None
         self._poked: asyncio.Event | None = None
@@ -75,7 +74,7 @@ class ThreadWatcher:
 
     @property
     def waiting(self) -> int:
-        return self._count
+        return sum(map(len, self._waiters.values()))
 
     @property
     def listening(self) -> bool:
@@ -117,7 +116,6 @@ class ThreadWatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._waiters.setdefault(thread_id, {})[future] = after_seq
-        self._count += 1
         self._start(loop)
         if since is not None and since != self.ticket() and self.listening:
             self.poke()
@@ -128,7 +126,6 @@ class ThreadWatcher:
         finally:
             expiry.cancel()
             observability.mcp_waiter_finished()
-            self._count -= 1
             entries = self._waiters.get(thread_id, {})
             entries.pop(future, None)
             if not entries:
