@@ -140,7 +140,8 @@ def agents(tmp_path, monkeypatch, settings, tmux_server):  # noqa: F811
         env = subprocess_env(ORKIVA_TMUX_SOCKET=tmux_server.socket_name, ORKIVA_TMUX_CONFIG="/dev/null",
                              ORKIVA_SUPERVISOR_HOST="test-host")
         try:
-            with bridge_server(tmp_path, env=env) as bridge:
+            # production's server (ASGI, the MCP endpoint on its event loop): what the agents meet
+            with bridge_server(tmp_path, server="gunicorn", workers=2, env=env) as bridge:
                 settings.ORKIVA_PUBLIC_URL = bridge.base_url
                 yield Agents(tmp=tmp_path, bridge_url=bridge.base_url, codex_model=codex_model,
                              claude_model=claude_model, bridge_log=bridge.log_path, workdir=workdir, env=env)
