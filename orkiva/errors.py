@@ -68,6 +68,14 @@ class ValidationFailed(DomainError):
     code = "validation_error"
 
 
+def bearer_challenge(code: str) -> str:
+    """The WWW-Authenticate header of a 401 (RFC 6750 section 3): a request that sent no token is
+    told only the scheme and realm; a token that failed names `invalid_token` and our code."""
+    if code == "missing_token":
+        return 'Bearer realm="orkiva"'
+    return f'Bearer realm="orkiva", error="invalid_token", error_description="{code}"'
+
+
 class Unauthenticated(DomainError):
     status = 401
     code = "unauthenticated"
@@ -77,7 +85,7 @@ class Unauthenticated(DomainError):
             message,
             code=code,
             details=details,
-            headers={"WWW-Authenticate": f'Bearer realm="orkiva", error="invalid_token", error_description="{code}"'},
+            headers={"WWW-Authenticate": bearer_challenge(code)},
         )
 
 
@@ -182,7 +190,7 @@ def _domain_from_drf(exc: drf_exceptions.APIException) -> DomainError:
         message = "The request body is not valid JSON."
     headers = {}
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
-        headers["WWW-Authenticate"] = f'Bearer realm="orkiva", error="invalid_token", error_description="{code}"'
+        headers["WWW-Authenticate"] = bearer_challenge(code)
     return DomainError(message, code=code, status=exc.status_code, headers=headers)
 
 
