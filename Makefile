@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The real agent CLIs the tests drive (Codex CLI, Claude Code) and the Node runtime, pinned in
+# The real agent CLIs the tests drive (Codex CLI, Claude Code), the MCP clients and conformance suite
+# they test the bridge with, and the Node runtime (22), pinned in
 # package-lock.json and installed under node_modules/ (never globally). Needs npm on PATH.
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make: npm is needed to install the agent CLIs the tests run (package.json)" >&2; exit 1; }

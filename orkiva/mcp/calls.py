@@ -28,7 +28,7 @@ import structlog
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from orkiva.context import (
@@ -183,9 +183,17 @@ def success(data: dict[str, Any]) -> CallToolResult:
 
 
 def failure(err: DomainError) -> CallToolResult:
-    """A domain error as a tool result: `is_error` and the REST error body, request id included."""
+    """A domain error as a tool result: `is_error`, and the REST error body (code, message, details,
+    request id) as its JSON text. No structured content: that must match the tool's output schema,
+    which describes the success body, and the TypeScript SDK 1.x client checks it on errors too
+    (throwing -32602 instead of showing the error); the text is what every client shows."""
     body = render_domain_error(err)
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=True)
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))], is_error=True)
+
+
+def error_text(result: CallToolResult) -> dict[str, Any]:
+    """The error body an `is_error` result carries (for clients of ours: the pilot, the tests)."""
+    return json.loads(result.content[0].text)
 
 
 def refusal(err: DomainError, *, name: str | None = None) -> CallToolResult:
@@ -207,9 +215,21 @@ def invalid_arguments(name: str, fields: dict[str, str]) -> CallToolResult:
     return refusal(ValidationFailed(f"The arguments of {name} are not valid.", details={"fields": fields}), name=name)
 
 
-def unknown_tool(name: str) -> CallToolResult:
-    """A call of a tool this server does not have (tools/list names them all)."""
-    return refusal(NotFound("No such tool; tools/list names them.", code="unknown_tool", details={"tool": name[:100]}))
+def protocol_error(rpc_code: int, message: str, err: DomainError) -> MCPError:
+    """A JSON-RPC error for a call refused before any tool runs, counted and logged like every
+    refusal; its data carries our stable code and the request id."""
+    if current_request_id() is None:  # stdio: the call is its own request
+        with _standalone_call():
+            return protocol_error(rpc_code, message, err)
+    report_error(err)
+    return MCPError(code=rpc_code, message=message, data={"code": err.code, "request_id": current_request_id()})
+
+
+def unknown_tool(name: str) -> MCPError:
+    """A call of a tool this server does not have: the spec's -32602 (tools/list names them all)."""
+    shown = name[:100]
+    return protocol_error(INVALID_PARAMS, f"Unknown tool: {shown!r}; tools/list names the tools.",
+                          NotFound("No such tool.", code="unknown_tool", details={"tool": shown}))
 
 
 def schema_problems(exc: ValidationError) -> dict[str, str]:

@@ -8,7 +8,7 @@ two descriptions of one body cannot drift apart.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -170,3 +170,27 @@ class WakeOut(Versioned):
     next_attempt_at: datetime | None
     finished_at: datetime | None
     trace: WakeTraceOut
+
+
+def compact_schema(node: Any) -> Any:
+    """A JSON schema as tools/list publishes it, each token in an agent's context paid for: no
+    pydantic `title`s, no `"default": null`. Same meaning. (`X | None` stays `anyOf` with a null
+    branch: a `type` array is less portable, the Inspector's --strict check says.)"""
+    if isinstance(node, list):
+        return [compact_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: compact_schema(value) for key, value in node.items()
+            if not (key == "title" and isinstance(value, str)) and not (key == "default" and value is None)}
+
+
+def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A result's output schema as published: its fields and their JSON types, not the nested
+    detail, which doubled the cost of tools/list in an agent's context. Results are still checked
+    against the whole model before they are sent (the SDK's output validation)."""
+    fields: dict[str, Any] = {}
+    for name, prop in compact_schema(schema).get("properties", {}).items():
+        branches = prop.get("anyOf", [prop])
+        kinds = [branch.get("type", "object") for branch in branches]
+        fields[name] = {"type": kinds[0]} if len(kinds) == 1 else {"anyOf": [{"type": kind} for kind in kinds]}
+    return {"type": "object", "properties": fields}

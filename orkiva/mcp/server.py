@@ -16,15 +16,21 @@ from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import METHOD_NOT_FOUND, CallToolResult, ToolAnnotations
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from messaging import kinds
 from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page, message_pages
 from messaging.services import cursor_ack, message_post
+from orkiva.api_base import MAX_BIGINT
+from orkiva.context import current_call, current_request_id
 from orkiva.errors import RateLimited
 from orkiva.mcp import schemas
+from orkiva.mcp.arguments import (
+    IDEMPOTENCY_KEY_PATTERN, IDENTIFIER_PATTERN, NO_NUL, NOT_BLANK, TYPE_PATTERN, UUID_TEXT, StrictValidator,
+    argument_problems, strict_schema,
+)
 from orkiva.mcp.calls import (
     holds_a_thread, internal_error, invalid_arguments, pooled, run_steps, run_tool, schema_problems, unknown_tool,
     unstorable_arguments,
@@ -40,7 +46,7 @@ from supervisor.services import ACK_CURSOR, ACK_READ, wake_trigger, wakes_acknow
 from threads import transitions
 from threads.presenters import thread_json
 from threads.selectors import thread_get
-from threads.services import thread_create, thread_transition
+from threads.services import TITLE_MAX, thread_create, thread_transition
 from threads.summary import thread_summary
 
 INSTRUCTIONS = (
@@ -52,10 +58,11 @@ INSTRUCTIONS = (
     '{"error": {"code", "message", "details"}, "request_id"}; the code is stable (docs/mcp.md).'
 )
 
-ThreadId = Annotated[str, Field(description="The thread's id (a UUID), as returned by create_thread.")]
-AgentId = Annotated[str, Field(min_length=1, max_length=128, description=f"An agent id: {IDENTIFIER_HELP}.")]
+ThreadId = Annotated[str, Field(json_schema_extra={"pattern": UUID_TEXT}, description="The thread's id.")]
+AgentId = Annotated[str, Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description=f"An agent id: {IDENTIFIER_HELP}.")]
+Seq = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
 AfterSeq = Annotated[
-    int | None, Field(ge=0, description="Only messages with seq > this (default: your read cursor).")
+    int | None, Field(ge=0, le=MAX_BIGINT, description="Only messages with seq > this (default: your read cursor).")
 ]
 ReadLimit = Annotated[
     int | None,
@@ -63,7 +70,8 @@ ReadLimit = Annotated[
           description=f"Most messages to return (default {settings.ORKIVA_READ_LIMIT_DEFAULT})."),
 ]
 OwnIdentity = Annotated[
-    str | None, Field(description="Optional; if given it must equal your token's (else claim_mismatch).")
+    str | None,
+    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description="Optional: must be your token's."),
 ]
 
 
@@ -126,12 +134,27 @@ def _ack(actor: Actor, thread_id: str, seq: int) -> dict[str, Any]:
 
 class OrkivaMCPServer(MCPServer):
     """The SDK's server, with every failure it raises itself answered in our error contract: bad
-    arguments as `validation_error`, an unknown tool as `unknown_tool`, a crash as internal_error."""
+    arguments as a `validation_error` result, an unknown tool as the JSON-RPC error -32602 (its data's
+    code `unknown_tool`), a crash as internal_error."""
+
+    def _argument_validator(self, name: str) -> StrictValidator:
+        validators = self.__dict__.setdefault("_orkiva_validators", {})
+        if name not in validators:
+            validators[name] = StrictValidator(self._tool_manager.get_tool(name).parameters)
+        return validators[name]
+
+    def publish_lean_schemas(self) -> None:
+        """What tools/list says of each tool: its input schema compact and refusing arguments it does
+        not name (the schema call_tool checks), its output schema outlined (orkiva.mcp.schemas)."""
+        for tool in self._tool_manager.list_tools():
+            tool.parameters = strict_schema(schemas.compact_schema(tool.parameters))
+            if tool.fn_metadata.output_schema is not None:
+                tool.fn_metadata.output_schema = schemas.outline_schema(tool.fn_metadata.output_schema)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
         if self._tool_manager.get_tool(name) is None:
-            return unknown_tool(name)
-        problems = unstorable_arguments(arguments)
+            raise unknown_tool(name)
+        problems = argument_problems(self._argument_validator(name), arguments) or unstorable_arguments(arguments)
         if problems:
             return invalid_arguments(name, problems)
         try:
@@ -161,10 +184,22 @@ async def tools_only(ctx, call_next):
     and the handshake and discovery advertise only what is served."""
     if ctx.method in _UNSERVED_METHODS:
         raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data=ctx.method)
-    result = await call_next(ctx)
+    try:
+        result = await call_next(ctx)
+    except ValidationError as exc:  # the SDK's own check of a method's params: -32602, saying what
+        raise invalid_params(ctx.method, exc) from None
     if ctx.method in ("initialize", "server/discover") and isinstance(result, dict) and "capabilities" in result:
         result = {**result, "capabilities": CAPABILITIES}
     return result
+
+
+def invalid_params(method: str, exc: ValidationError) -> MCPError:
+    """-32602 with a short message naming the wrong fields (the SDK sends a bare "Invalid request
+    parameters"), and in its data our code and the request id."""
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()[:3]]
+    current_call().error_code = "invalid_params"
+    return MCPError(code=INVALID_PARAMS, message=f"Invalid params for {method[:60]}: {'; '.join(problems)}.",
+                    data={"code": "invalid_params", "request_id": current_request_id()})
 
 
 def build_server() -> MCPServer:
@@ -189,13 +224,14 @@ def build_server() -> MCPServer:
         annotations=write,
     )
     async def create_thread(
-        title: Annotated[str, Field(min_length=1, max_length=300, description="What the thread is about.")],
+        title: Annotated[str, Field(max_length=TITLE_MAX, json_schema_extra={"pattern": NOT_BLANK}, description="What the thread is about.")],
         type: Annotated[
             str,
-            Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$", description="A lowercase slug such as `review` or `task`."),
+            Field(json_schema_extra={"pattern": TYPE_PATTERN}, description="A lowercase slug such as `review` or `task`."),
         ],
         participants: Annotated[
-            list[AgentId], Field(min_length=1, max_length=256, description="Agent ids taking part; duplicates dropped.")
+            list[AgentId], Field(min_length=1, max_length=settings.ORKIVA_MAX_PARTICIPANTS,
+                                 description="Agent ids taking part; duplicates dropped.")
         ],
         workspace_id: OwnIdentity = None,
     ) -> ThreadResult:
@@ -224,19 +260,20 @@ def build_server() -> MCPServer:
     )
     async def post_message(
         thread_id: ThreadId,
-        body: Annotated[str, Field(min_length=1, description="The message text (Markdown is fine).")],
+        body: Annotated[str, Field(max_length=settings.ORKIVA_MAX_MESSAGE_BODY_CHARS, json_schema_extra={"pattern": NOT_BLANK},
+                                   description="The message text (Markdown is fine).")],
         kind: Annotated[
             schemas.PostableKind,
             Field(description="message (default); finding, question: open items; fix (addresses a finding), "
                   "resolution (resolves it), answer (answers a question): reply with in_reply_to."),
         ] = kinds.MESSAGE,
         in_reply_to: Annotated[
-            int | None, Field(ge=1, description="Seq of the message this replies to (same thread).")
+            int | None, Field(ge=1, le=MAX_BIGINT, description="Seq of the message this replies to (same thread).")
         ] = None,
         idempotency_key: Annotated[
             str | None,
-            Field(min_length=1, max_length=255, description="Client-chosen key that makes a retry return the "
-                  "original message instead of posting twice."),
+            Field(json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN}, description="Client-chosen key (printable ASCII) that makes a "
+                  "retry return the original message instead of posting twice."),
         ] = None,
         sender: OwnIdentity = None,
     ) -> MessageResult:
@@ -333,7 +370,7 @@ def build_server() -> MCPServer:
     )
     async def ack_read(
         thread_id: ThreadId,
-        seq: Annotated[int, Field(ge=0, description="The seq you have read up to (at most the thread's last_seq).")],
+        seq: Annotated[Seq, Field(description="The seq you have read up to (at most the thread's last_seq).")],
     ) -> CursorResult:
         return await run_tool("ack_read", lambda actor: _ack(actor, thread_id, seq))
 
@@ -348,7 +385,8 @@ def build_server() -> MCPServer:
     async def update_thread_status(
         thread_id: ThreadId,
         status: Annotated[schemas.ThreadStatus, Field(description="The new status.")],
-        reason: Annotated[str, Field(max_length=2000, description="Why; required for moves needing authority.")] = "",
+        reason: Annotated[str, Field(max_length=2000, json_schema_extra={"pattern": NO_NUL},
+                                     description="Why; required for moves needing authority.")] = "",
     ) -> ThreadResult:
         return await run_tool(
             "update_thread_status",
@@ -372,7 +410,7 @@ def build_server() -> MCPServer:
     )
     async def heartbeat_session(
         session_id: Annotated[
-            str, Field(min_length=1, max_length=128, description="Your runtime's resumable session id "
+            str, Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description="Your runtime's resumable session id "
                        "(Codex's thread id, Claude Code's session id).")
         ],
         runtime_type: Annotated[schemas.RuntimeType, Field(description="Which agent runtime you are.")] = "codex",
@@ -398,7 +436,7 @@ def build_server() -> MCPServer:
     async def trigger_participant(
         thread_id: ThreadId,
         agent_id: Annotated[AgentId, Field(description="The participant to wake (not yourself).")],
-        reason: Annotated[str, Field(max_length=1000, description="Why, shown to the woken agent.")] = "",
+        reason: Annotated[str, Field(max_length=1000, json_schema_extra={"pattern": NO_NUL}, description="Why, shown to the woken agent.")] = "",
         workspace_id: OwnIdentity = None,
     ) -> WakeResult:
         # `agent_id` names the agent to wake, not the caller: only the workspace is checked.
@@ -408,4 +446,5 @@ def build_server() -> MCPServer:
             claims={"workspace_id": workspace_id}, claim_action="wake.trigger",
         )
 
+    mcp.publish_lean_schemas()
     return mcp

@@ -30,6 +30,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from orkiva.context import bind_caller, bind_operation
 from orkiva.errors import DomainError, refusal_response, to_domain_error
 from orkiva.mcp.calls import McpCaller, bind_mcp_caller, pooled, reset_mcp_caller
+from orkiva.mcp.envelope import PROTOCOL_HEADER, envelope_refusal
 from orkiva.mcp.server import build_server
 from orkiva.mcp.waiting import close_watcher, watcher
 from orkiva.serving import MCP_PATH, sync_pool
@@ -275,6 +276,9 @@ def mcp_view(request: HttpRequest) -> HttpResponse:
     actor = _authenticate(request)
     if isinstance(actor, HttpResponse):
         return actor
+    refused = envelope_refusal(request.body, request.headers.get(PROTOCOL_HEADER))
+    if refused is not None:
+        return refused
     return adapter().respond(request, actor, request.body)
 
 
@@ -287,4 +291,7 @@ async def mcp_async_view(request: HttpRequest) -> HttpResponse:
     actor = await pooled(lambda: _authenticate(request))
     if isinstance(actor, HttpResponse):
         return actor
+    refused = envelope_refusal(request.body, request.headers.get(PROTOCOL_HEADER))
+    if refused is not None:
+        return refused
     return await (await native()).respond(request, actor)

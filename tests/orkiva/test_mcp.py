@@ -16,8 +16,10 @@ from django.utils import timezone
 from mcp import ClientSession
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from messaging.models import Message
+from orkiva.mcp.calls import error_text
 from policy.models import AuditEvent
 from tests.conftest import token_for
 from tests.live import bridge_server, subprocess_env
@@ -59,8 +61,11 @@ def ok(result) -> dict:
 
 
 def failed(result) -> dict:
+    """An error result: no structured content (it would have to match the success schema), the
+    REST error body as its JSON text."""
     assert result.is_error, result.structured_content
-    body = result.structured_content
+    assert result.structured_content is None
+    body = error_text(result)
     assert set(body) == {"error", "request_id"} and set(body["error"]) == {"code", "message", "details"}
     return body
 
@@ -205,14 +210,22 @@ def test_arguments_that_break_the_input_schema_get_the_rest_error_body(tmp_path,
                 bad_kind = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "hi", "kind": "rant"}))
                 nul = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "a\x00b"}))
                 huge = failed(await ex.call_tool("read_messages", {"thread_id": tid, "after_seq": 2**70}))
-                unknown = failed(await ex.call_tool("delete_everything", {}))
-                return wrong_type, missing, bad_kind, nul, huge, unknown
+                extra = failed(await ex.call_tool("post_message", {"thread_id": tid, "body": "hi", "urgent": True}))
+                as_text = failed(await ex.call_tool("ack_read", {"thread_id": tid, "seq": "5"}))
+                with pytest.raises(MCPError) as unknown:
+                    await ex.call_tool("delete_everything", {})
+                return wrong_type, missing, bad_kind, nul, huge, extra, as_text, unknown.value
 
-        wrong_type, missing, bad_kind, nul, huge, unknown = asyncio.run(scenario())
+        wrong_type, missing, bad_kind, nul, huge, extra, as_text, unknown = asyncio.run(scenario())
         log = bridge.log()
-    assert unknown["error"]["code"] == "unknown_tool" and unknown["request_id"] in log
+    # an unknown tool is the spec's JSON-RPC error -32602, our code and request id in its data
+    assert unknown.error.code == -32602 and "delete_everything" in unknown.error.message
+    assert unknown.error.data["code"] == "unknown_tool" and unknown.error.data["request_id"] in log
     # what PostgreSQL cannot store is refused like REST refuses it, not a crash
-    assert nul["error"]["details"]["fields"] == {"body": "Null characters are not allowed."}
+    assert nul["error"]["details"]["fields"] == {"body": "Must not be blank or hold NUL characters."}
+    # the published schema is what the server checks: no unknown arguments, no "5" for an integer
+    assert extra["error"]["details"]["fields"] == {"urgent": "No such argument for this tool."}
+    assert as_text["error"]["details"]["fields"] == {"seq": "Must be of type integer."}
     assert set(huge["error"]["details"]["fields"]) == {"after_seq"}
     for body in (wrong_type, missing, bad_kind, nul, huge):
         assert body["error"]["code"] == "validation_error" and body["request_id"]
@@ -248,7 +261,9 @@ def test_expired_missing_and_bad_tokens_get_http_401(tmp_path, coordinator):
     for code, answer in answers.items():
         assert answer.status_code == 401, (code, answer.text)
         assert answer.json()["error"]["code"] == code
-        assert f'error_description="{code}"' in answer.headers["WWW-Authenticate"]
+        challenge = answer.headers["WWW-Authenticate"]
+        # a request without a token is not told its token is invalid (RFC 6750 section 3.1)
+        assert challenge == 'Bearer realm="orkiva"' if code == "missing_token" else f'error_description="{code}"' in challenge
     assert "401" in repr(raised.value) or "Unauthorized" in repr(raised.value) or isinstance(raised.value, BaseExceptionGroup)
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from orkiva.mcp.calls import error_text
 from policy.models import AuditEvent
 from policy.services import token_revoke
 from policy.identity import Actor
@@ -53,10 +54,10 @@ def test_stdio_server_serves_the_tools_as_the_token_agent(thread, executioner, r
     assert not posted.is_error and posted.structured_content["sender"] == executioner.agent_id
     assert replay.structured_content == {**posted.structured_content, "idempotent_replay": True}
     assert waited.structured_content["messages"] == []
-    assert refused.is_error and refused.structured_content["error"]["code"] == "forbidden_transition"
-    rid = refused.structured_content["request_id"]
+    assert refused.is_error and error_text(refused)["error"]["code"] == "forbidden_transition"
+    rid = error_text(refused)["request_id"]
     assert rid and AuditEvent.objects.filter(request_id=rid, action="thread.transition.denied").exists()
-    assert after_revoke.is_error and after_revoke.structured_content["error"]["code"] == "token_revoked"
+    assert after_revoke.is_error and error_text(after_revoke)["error"]["code"] == "token_revoked"
 
 
 def test_stdio_server_refuses_to_start_with_a_bad_token(coordinator):
