@@ -31,6 +31,12 @@ TYPE_PATTERN = f"^{TYPE_RE.pattern}$"
 IDEMPOTENCY_KEY_PATTERN = rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
 
 
+def pattern(regex: str) -> dict[str, str]:
+    """`Field(json_schema_extra=pattern(...))`: a pattern the schema publishes and the strict check
+    enforces; not pydantic's own `pattern=`, whose Rust regex engine has no lookahead."""
+    return {"pattern": regex}
+
+
 @lru_cache(maxsize=256)
 def _python_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern)

@@ -29,7 +29,7 @@ from orkiva.errors import RateLimited
 from orkiva.mcp import schemas
 from orkiva.mcp.arguments import (
     IDEMPOTENCY_KEY_PATTERN, IDENTIFIER_PATTERN, NO_NUL, NOT_BLANK, TYPE_PATTERN, UUID_TEXT, StrictValidator,
-    argument_problems, strict_schema,
+    argument_problems, pattern, strict_schema,
 )
 from orkiva.mcp.calls import (
     holds_a_thread, internal_error, invalid_arguments, pooled, run_steps, run_tool, schema_problems, unknown_tool,
@@ -54,12 +54,14 @@ INSTRUCTIONS = (
     "Your identity (agent, workspace, role) comes from your token; never pass it unless a tool asks. "
     "Typical loop: read_messages (after your read cursor), act, post_message (reply with in_reply_to, "
     "use kind finding/fix/question/answer/resolution for review work), ack_read up to what you handled, "
-    "then wait_for_messages instead of polling. Errors come back as results with isError and a body "
-    '{"error": {"code", "message", "details"}, "request_id"}; the code is stable (docs/mcp.md).'
+    "then wait_for_messages instead of polling. A refused call is a result with isError whose text is "
+    'JSON {"error": {"code", "message", "details"}, "request_id"}; the code is stable: act on it.'
 )
 
-ThreadId = Annotated[str, Field(json_schema_extra={"pattern": UUID_TEXT}, description="The thread's id.")]
-AgentId = Annotated[str, Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description=f"An agent id: {IDENTIFIER_HELP}.")]
+ThreadId = Annotated[str, Field(json_schema_extra=pattern(UUID_TEXT), description="The thread's id.")]
+AgentId = Annotated[
+    str, Field(json_schema_extra=pattern(IDENTIFIER_PATTERN), description=f"An agent id: {IDENTIFIER_HELP}.")
+]
 Seq = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
 AfterSeq = Annotated[
     int | None, Field(ge=0, le=MAX_BIGINT, description="Only messages with seq > this (default: your read cursor).")
@@ -71,7 +73,8 @@ ReadLimit = Annotated[
 ]
 OwnIdentity = Annotated[
     str | None,
-    Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description="Optional: must be your token's."),
+    Field(json_schema_extra=pattern(IDENTIFIER_PATTERN),
+          description="Leave out: your token names you (if given, it must match)."),
 ]
 
 
@@ -224,10 +227,13 @@ def build_server() -> MCPServer:
         annotations=write,
     )
     async def create_thread(
-        title: Annotated[str, Field(max_length=TITLE_MAX, json_schema_extra={"pattern": NOT_BLANK}, description="What the thread is about.")],
+        title: Annotated[
+            str,
+            Field(max_length=TITLE_MAX, json_schema_extra=pattern(NOT_BLANK), description="What the thread is about."),
+        ],
         type: Annotated[
             str,
-            Field(json_schema_extra={"pattern": TYPE_PATTERN}, description="A lowercase slug such as `review` or `task`."),
+            Field(json_schema_extra=pattern(TYPE_PATTERN), description="A lowercase slug such as `review` or `task`."),
         ],
         participants: Annotated[
             list[AgentId], Field(min_length=1, max_length=settings.ORKIVA_MAX_PARTICIPANTS,
@@ -260,7 +266,8 @@ def build_server() -> MCPServer:
     )
     async def post_message(
         thread_id: ThreadId,
-        body: Annotated[str, Field(max_length=settings.ORKIVA_MAX_MESSAGE_BODY_CHARS, json_schema_extra={"pattern": NOT_BLANK},
+        body: Annotated[str, Field(max_length=settings.ORKIVA_MAX_MESSAGE_BODY_CHARS,
+                                   json_schema_extra=pattern(NOT_BLANK),
                                    description="The message text (Markdown is fine).")],
         kind: Annotated[
             schemas.PostableKind,
@@ -272,7 +279,8 @@ def build_server() -> MCPServer:
         ] = None,
         idempotency_key: Annotated[
             str | None,
-            Field(json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN}, description="Client-chosen key (printable ASCII) that makes a "
+            Field(json_schema_extra=pattern(IDEMPOTENCY_KEY_PATTERN),
+                  description="Client-chosen key (printable ASCII) that makes a "
                   "retry return the original message instead of posting twice."),
         ] = None,
         sender: OwnIdentity = None,
@@ -385,7 +393,7 @@ def build_server() -> MCPServer:
     async def update_thread_status(
         thread_id: ThreadId,
         status: Annotated[schemas.ThreadStatus, Field(description="The new status.")],
-        reason: Annotated[str, Field(max_length=2000, json_schema_extra={"pattern": NO_NUL},
+        reason: Annotated[str, Field(max_length=2000, json_schema_extra=pattern(NO_NUL),
                                      description="Why; required for moves needing authority.")] = "",
     ) -> ThreadResult:
         return await run_tool(
@@ -405,12 +413,12 @@ def build_server() -> MCPServer:
     @mcp.tool(
         name="heartbeat_session",
         description="Say your runtime session is alive and resumable, so a dormant you can be resumed "
-        "(codex exec resume <session_id>) when a message waits. Call it at start and now and then.",
+        "(codex exec resume, claude --resume) when a message waits. Call it at start and now and then.",
         annotations=idempotent_write,
     )
     async def heartbeat_session(
         session_id: Annotated[
-            str, Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN}, description="Your runtime's resumable session id "
+            str, Field(json_schema_extra=pattern(IDENTIFIER_PATTERN), description="Your runtime's resumable session id "
                        "(Codex's thread id, Claude Code's session id).")
         ],
         runtime_type: Annotated[schemas.RuntimeType, Field(description="Which agent runtime you are.")] = "codex",
@@ -436,7 +444,9 @@ def build_server() -> MCPServer:
     async def trigger_participant(
         thread_id: ThreadId,
         agent_id: Annotated[AgentId, Field(description="The participant to wake (not yourself).")],
-        reason: Annotated[str, Field(max_length=1000, json_schema_extra={"pattern": NO_NUL}, description="Why, shown to the woken agent.")] = "",
+        reason: Annotated[
+            str, Field(max_length=1000, json_schema_extra=pattern(NO_NUL), description="Why, shown to the woken agent.")
+        ] = "",
         workspace_id: OwnIdentity = None,
     ) -> WakeResult:
         # `agent_id` names the agent to wake, not the caller: only the workspace is checked.

@@ -1,5 +1,5 @@
-"""Clients nobody here wrote, against production's server (gunicorn, ASGI): the TypeScript SDK 1.x
-client, the MCP Inspector CLI (on the TypeScript SDK 2.x) and the Python SDK each make every call
+"""Clients nobody here wrote, against production's server (gunicorn, ASGI): the TypeScript SDK's
+client (1.x and 2.x), the MCP Inspector CLI and the Python SDK each make every call
 of one plan (tests/mcpclients/plan.py), and each must show an error result's stable code, message
 and request id; the official conformance suite runs against the bridge."""
 from __future__ import annotations
@@ -84,12 +84,13 @@ def setup(tmp_path, coordinator):
         yield bridge, token_for(coordinator), plan(str(thread.pk), me="coordinator", other="reviewer")
 
 
-def test_the_typescript_sdk_1x_client_sees_every_result_and_every_error(tmp_path, setup):
-    """npm's `latest` client validates structured content against the output schema even on error
+@pytest.mark.parametrize("major", ["1", "2"])
+def test_the_typescript_sdk_client_sees_every_result_and_every_error(tmp_path, setup, major):
+    """1.x (npm's `latest`) validates structured content against the output schema even on error
     results: an error body there made callTool throw -32602, and the caller never saw its code."""
     bridge, token, calls = setup
     run = subprocess.run(
-        [str(node_tool("node")), str(HERE / "ts_sdk_client.mjs"), f"{bridge.base_url}/v1/mcp", token],
+        [str(node_tool("node")), str(HERE / "ts_sdk_client.mjs"), major, f"{bridge.base_url}/v1/mcp", token],
         input=json.dumps([c.json() for c in calls]), capture_output=True, text=True, timeout=120,
         env=node_env(tmp_path), cwd=REPO,
     )

@@ -1,12 +1,15 @@
-// The TypeScript SDK 1.x client (npm @modelcontextprotocol/sdk, pinned in package.json), as a
-// client nobody here wrote would use it: connect to the bridge with a bearer token, list the tools,
-// make each call of a plan and print what the SDK handed back, one JSON document on stdout.
+// The TypeScript SDK's client, 1.x (npm @modelcontextprotocol/sdk) or 2.x (@modelcontextprotocol/client),
+// pinned in package.json, as a client nobody here wrote would use it: connect to the bridge with a
+// bearer token, list the tools, make each call of a plan and print what the SDK handed back, one
+// JSON document on stdout.
 //
-//   node ts_sdk_client.mjs <url> <token>   (the plan, a JSON list of {tool, arguments}, on stdin)
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+//   node ts_sdk_client.mjs <1|2> <url> <token>   (the plan, a JSON list of {tool, arguments}, on stdin)
+const [major, url, token] = process.argv.slice(2);
+const { Client, StreamableHTTPClientTransport } = major === "1"
+  ? { ...(await import("@modelcontextprotocol/sdk/client/index.js")),
+      ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")) }
+  : await import("@modelcontextprotocol/client");
 
-const [url, token] = process.argv.slice(2);
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
 const plan = JSON.parse(Buffer.concat(chunks).toString("utf8"));
@@ -20,7 +23,7 @@ const tools = (await client.listTools()).tools;
 const calls = [];
 for (const { tool, arguments: args } of plan) {
   try {
-    // callTool checks structuredContent against the tool's outputSchema, errors included (1.x)
+    // callTool checks structuredContent against the tool's outputSchema (1.x: on errors too)
     const result = await client.callTool({ name: tool, arguments: args });
     calls.push({ tool, result });
   } catch (error) {
