@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import threading
 from typing import Any
 
@@ -27,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from orkiva.context import bind_caller, bind_operation
+from orkiva.context import bind_caller, bind_operation, current_call, current_request_id
 from orkiva.errors import DomainError, refusal_response, to_domain_error
 from orkiva.mcp.calls import McpCaller, bind_mcp_caller, pooled, reset_mcp_caller
 from orkiva.mcp.envelope import PROTOCOL_HEADER, envelope_refusal
@@ -200,12 +201,33 @@ _SDK_REFUSALS = {
 }
 
 
+# The SDK's JSON-RPC refusals at an HTTP status (a missing Accept, ...): our code for each status.
+_SDK_RPC_CODES = {400: "bad_request", 404: "not_found", 406: "not_acceptable", 415: "unsupported_media_type"}
+
+
+def _with_our_data(content: bytes, status: int) -> bytes:
+    """A JSON-RPC error the SDK answered at an HTTP error status, its data naming our code and the
+    request id like every refusal of ours (the Python SDK surfaces such a body's message)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return content
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or "data" in error:
+        return content
+    error["data"] = {"code": _SDK_RPC_CODES.get(status, "bad_request"), "request_id": current_request_id()}
+    current_call().error_code = error["data"]["code"]
+    return json.dumps(body).encode()
+
+
 def _http_response(status: int, headers: list, content: bytes) -> HttpResponse:
-    if status >= 400 and not any(name.lower() == b"content-type" and value.startswith(b"application/json")
-                                 for name, value in headers):
+    is_json = any(name.lower() == b"content-type" and value.startswith(b"application/json") for name, value in headers)
+    if status >= 400 and not is_json:
         said = content.decode("utf-8", "replace").strip()[:200]
         code, message = _SDK_REFUSALS.get(status, ("bad_request", said or "The MCP request was refused."))
         return refusal_response(DomainError(message, code=code, status=status, details={"reason": said} if said else {}))
+    if status >= 400:
+        content = _with_our_data(content, status)
     response = HttpResponse(content, status=status)
     for name, value in headers:
         if name.lower() not in _HOP_BY_HOP:

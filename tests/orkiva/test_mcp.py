@@ -452,3 +452,48 @@ def test_the_sdks_own_refusals_answer_in_the_error_contract(coordinator):
     body = response.json()
     assert body["error"]["code"] == "bad_request" and "Content-Type" in body["error"]["details"]["reason"]
     assert body["request_id"] == response["X-Request-ID"]
+
+
+ENVELOPES = {
+    # name: (body, extra headers, HTTP status, JSON-RPC code, data.code, a phrase of the message, id answered)
+    "not JSON": ('{"jsonrpc": ', {}, 400, -32700, "parse_error", "not valid JSON", None),
+    "a batch": ('[{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]', {}, 400, -32600, "batch_not_supported",
+                "Batch requests are not supported", None),
+    "not an object": ('"tools/list"', {}, 400, -32600, "invalid_request", "must be a JSON object", None),
+    "no jsonrpc": ('{"id": 3, "method": "tools/list"}', {}, 400, -32600, "invalid_request", '"jsonrpc" must be', 3),
+    "a null id": ('{"jsonrpc": "2.0", "id": null, "method": "tools/list"}', {}, 400, -32600, "invalid_request",
+                  '"id" must be a string or an integer', None),
+    "a boolean id": ('{"jsonrpc": "2.0", "id": true, "method": "tools/list"}', {}, 400, -32600, "invalid_request",
+                     '"id" must be a string or an integer', None),
+    "params not an object": ('{"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": [1]}', {}, 400, -32600,
+                             "invalid_request", '"params" must be an object', 4),
+    "no method": ('{"jsonrpc": "2.0", "id": 5}', {}, 400, -32600, "invalid_request", 'needs a "method"', 5),
+    "an unknown protocol version": ('{"jsonrpc": "2.0", "id": 6, "method": "tools/list"}',
+                                    {"MCP-Protocol-Version": "1999-01-01"}, 400, -32600,
+                                    "unsupported_protocol_version", "this server speaks 2024-11-05", 6),
+    "an Accept without JSON": ('{"jsonrpc": "2.0", "id": 8, "method": "tools/list"}', {"Accept": "text/html"}, 406,
+                               -32600, "not_acceptable", "Client must accept application/json", None),
+    "tools/call without a name": ('{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"arguments": {}}}',
+                                  {}, 200, -32602, "invalid_params", "params.name: Field required", 7),
+}
+
+
+def test_malformed_envelopes_get_short_jsonrpc_errors_with_the_specs_codes(tmp_path, coordinator):
+    """What is not one well-formed JSON-RPC request is answered with the spec's code and a short
+    message saying what was wrong (the SDK sent -32602 with a kilobyte of pydantic text, and took a
+    null or boolean id for a notification: 202, no answer); data names our code and the request id."""
+    headers = {"Authorization": f"Bearer {token_for(coordinator)}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    with bridge_server(tmp_path, server="gunicorn", workers=1) as bridge:
+        answers = {name: httpx.post(f"{bridge.base_url}/v1/mcp", content=body, headers={**headers, **extra}, timeout=10)
+                   for name, (body, extra, *_) in ENVELOPES.items()}
+        log = bridge.log()
+    for name, (_, _, status, code, data_code, phrase, answered_id) in ENVELOPES.items():
+        answer = answers[name]
+        assert answer.status_code == status, (name, answer.status_code, answer.text)
+        body = answer.json()
+        assert body["jsonrpc"] == "2.0" and body["id"] == answered_id, (name, body)
+        assert body["error"]["code"] == code and phrase in body["error"]["message"], (name, body)
+        assert len(body["error"]["message"]) < 200, (name, body)
+        assert body["error"]["data"] == {"code": data_code, "request_id": answer.headers["X-Request-ID"]}, (name, body)
+        assert answer.headers["X-Request-ID"] in log
