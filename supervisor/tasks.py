@@ -10,7 +10,7 @@ from django.utils import timezone
 from supervisor import reasons
 from supervisor.queue import enqueue_wake
 from supervisor.selectors import wakes_due
-from supervisor.services import runtimes_expire, wake_advance
+from supervisor.services import runtimes_expire, wake_advance, wakes_missed
 
 logger = logging.getLogger("orkiva.supervisor")
 
@@ -32,13 +32,15 @@ def wake_run(wake_id: str) -> str | None:
 
 def supervisor_sweep() -> dict:
     """The periodic sweep: the runtime heartbeat policy, then re-queue overdue wakes (lost jobs,
-    queued wakes whose pane may have gone quiet)."""
+    queued wakes whose pane may have gone quiet), then the auto-wakes a post never made (its rule
+    failed in a database blip: wakes_missed)."""
     now = timezone.now()
     counts = runtimes_expire(now=now)
     due = wakes_due(now=now)
     for wake_id in due:
         enqueue_wake(wake_id)
-    return {**counts, "requeued": len(due)}
+    missed = wakes_missed(now=now)
+    return {**counts, "requeued": len(due), "missed": len(missed)}
 
 
 def schedules_ensure(*, using: str = "default") -> None:

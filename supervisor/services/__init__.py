@@ -15,7 +15,7 @@ from supervisor.services.signals import runtime_signal
 from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, supervisor_actor
 from supervisor.services.wakes import (
     ACK_CURSOR, ACK_READ, ACK_TURN, dedupe_key_for, wake_cancel, wake_prompt, wake_trigger, wakes_acknowledge,
-    wakes_for_post,
+    wakes_for_post, wakes_missed,
 )
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "LaunchResult", "runtime_attach", "runtime_signal", "SYSTEM_ID", "SYSTEM_ROLE", "check_runtime_input", "dedupe_key_for", "runtime_deregister",
     "runtime_heartbeat", "runtime_launch", "runtime_register", "runtime_set_paused", "runtimes_expire",
     "supervisor_actor", "wake_advance", "wake_cancel", "wake_prompt", "wake_trigger", "wakes_for_post",
+    "wakes_missed",
 ]

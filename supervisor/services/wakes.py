@@ -2,6 +2,7 @@
 an operator's cancel. A wake is a row before it is a job; the chain (chain.py) runs it."""
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ from supervisor.services.trace import (
 from threads import transitions
 from threads.models import Participant, Thread
 from threads.selectors import participant_ids, thread_get
+
+logger = logging.getLogger("orkiva.supervisor")
 
 
 @transaction.atomic
@@ -290,6 +293,58 @@ def wakes_for_unread(*, workspace_id: str, agent_id: str, thread_id=None, now: d
             report_error(err)  # audited and counted
             continue
         woken.append(wake)
+    return woken
+
+
+# How long after a post the sweep waits before it takes the post's auto-wake for missed: the post's
+# own on-commit rule runs within milliseconds; this leaves it all the room it needs.
+MISSED_AFTER_SECONDS = 60
+
+
+def wakes_missed(*, now: datetime | None = None) -> list[WakeRequest]:
+    """The sweep's catch-up of the auto-wake rule, for a post whose rule never ran: it runs after
+    the commit and never fails the post, so a database blip at that moment (or the process dying
+    right after the commit) skipped it for good. A wake is missed when a registered runtime's agent
+    has unread messages of others in a thread (not blocked or closed), the newest of them posted
+    after the runtime registered and at least MISSED_AFTER_SECONDS ago, and no wake for it in that
+    thread was created since that message. The rule's own conditions apply (an active agent whose
+    CLI does not report its state is not woken); the rest is `wakes_for_post`'s."""
+    if not settings.ORKIVA_WAKE_AUTO:
+        return []
+    moment = now or timezone.now()
+    settled = moment - timedelta(seconds=MISSED_AFTER_SECONDS)
+    woken = []
+    for runtime in Runtime.objects.exclude(state=ST_DEREGISTERED).order_by("workspace_id", "agent_id"):
+        if not runtime.state_source and runtime_state(
+                runtime, now=moment, activity=last_activity(runtime, workspace_id=runtime.workspace_id,
+                                                             agent_id=runtime.agent_id)) == ST_ACTIVE:
+            continue
+        cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=runtime.agent_id).values("last_read_seq")[:1]
+        threads = (
+            Thread.objects.filter(workspace_id=runtime.workspace_id, participants__agent_id=runtime.agent_id)
+            .exclude(status__in=(transitions.BLOCKED, transitions.CLOSED))
+            .annotate(read_to=Coalesce(Subquery(cursor), 0)).filter(last_seq__gt=F("read_to"))
+        )
+        for thread in threads:
+            newest = (Message.objects.filter(thread=thread, seq__gt=thread.read_to).exclude(sender=runtime.agent_id)
+                      .order_by("-seq").values("created_at", "sender").first())
+            if newest is None or not runtime.registered_at <= newest["created_at"] <= settled:
+                continue
+            key = dedupe_key_for(workspace_id=thread.workspace_id, agent_id=runtime.agent_id, thread_id=thread.pk)
+            if WakeRequest.objects.filter(dedupe_key=key, created_at__gte=newest["created_at"]).exists():
+                continue
+            try:
+                with transaction.atomic():
+                    wake = _wake_create(thread=thread, agent_id=runtime.agent_id, source=reasons.SOURCE_AUTO,
+                                        requested_by=newest["sender"], actor=None, reason="", force=False, now=moment)
+            except RateLimited as err:
+                from orkiva.errors import report_error
+
+                report_error(err)  # audited and counted
+                continue
+            logger.warning("wake_missed", extra={"wake_id": str(wake.pk), "agent_id": runtime.agent_id,
+                                                 "thread_id": str(thread.pk)})
+            woken.append(wake)
     return woken
 
 
