@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orkiva.versioning import SCHEMA_VERSION, iso
+from orkiva.versioning import EVENT_VERSION, SCHEMA_VERSION, iso
 from policy.config import PolicyConfig
 from policy.models import AuditEvent, Escalation
 
@@ -43,6 +43,7 @@ def audit_json(event: AuditEvent) -> dict[str, Any]:
         "request_id": event.request_id or None,
         "old": event.old_values,
         "new": event.new_values,
+        "event_version": EVENT_VERSION,
     }
 
 

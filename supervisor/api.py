@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orkiva.api_base import TextField, errors, parse, payload_dict
+from orkiva.versioning import EVENT_VERSION
 from policy.services import check_payload_identity
 from sessions.models import RUNTIME_TYPES
 from supervisor import services
@@ -34,6 +35,7 @@ class WakeStepOut(serializers.Serializer):
 class WakeTraceOut(serializers.Serializer):
     trace_id = serializers.CharField()
     dedupe_key = serializers.CharField()
+    event_version = serializers.IntegerField(help_text="The version of the steps' shape (events of the chain).")
     steps = WakeStepOut(many=True)
 
 
@@ -81,6 +83,9 @@ class RuntimeEventIn(serializers.Serializer):
                         help_text="The directory the session runs in (an absolute path).")
     wake_ref = TextField(max_length=32, required=False, default="", allow_blank=True,
                          help_text="turn_started: the wake marker (w-...) found in the prompt, if any.")
+    event_version = serializers.IntegerField(
+        required=False, default=EVENT_VERSION, min_value=1, max_value=EVENT_VERSION,
+        help_text=f"The version of the event's shape ({EVENT_VERSION}); a newer one than the bridge knows is refused.")
 
 
 class RuntimeDeregisterIn(serializers.Serializer):

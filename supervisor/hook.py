@@ -20,6 +20,10 @@ import sys
 import urllib.error
 import urllib.request
 
+# The version of the events this hook sends (orkiva.versioning.EVENT_VERSION; this file imports
+# nothing of the bridge: the CLIs run it isolated).
+EVENT_VERSION = 1
+
 # The marker every wake prompt carries (ORKIVA_WAKE_PROMPT's {wake_ref}): the turn it starts is the wake's.
 WAKE_REF = re.compile(r"\b(w-[0-9a-f]{12})\b")
 # Codex's TUI asks the model for a session title beside the first turn, and `notify` reports that too.
@@ -42,7 +46,7 @@ def claude_event(payload: dict) -> dict | None:
         return None
     found = WAKE_REF.search(payload.get("prompt") or "") if event == "turn_started" else None
     return {"event": event, "session_id": payload.get("session_id") or "", "workdir": payload.get("cwd") or "",
-            "wake_ref": found.group(1) if found else ""}
+            "wake_ref": found.group(1) if found else "", "event_version": EVENT_VERSION}
 
 
 def codex_event(payload: dict) -> dict | None:
@@ -52,7 +56,7 @@ def codex_event(payload: dict) -> dict | None:
     if messages and isinstance(messages[-1], str) and messages[-1].startswith(CODEX_TITLE_REQUEST):
         return None
     return {"event": "turn_completed", "session_id": payload.get("thread-id") or "",
-            "workdir": payload.get("cwd") or "", "wake_ref": ""}
+            "workdir": payload.get("cwd") or "", "wake_ref": "", "event_version": EVENT_VERSION}
 
 
 def report(event: dict) -> None:

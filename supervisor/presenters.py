@@ -6,7 +6,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from orkiva.versioning import SCHEMA_VERSION, iso
+from orkiva.versioning import EVENT_VERSION, SCHEMA_VERSION, iso
 from supervisor import reasons
 from supervisor.models import UNMANAGED, Runtime, WakeRequest
 from supervisor.selectors import runtime_state, wake_attempts
@@ -41,7 +41,8 @@ def wake_json(wake: WakeRequest) -> dict[str, Any]:
         "created_at": iso(wake.created_at),
         "next_attempt_at": iso(wake.next_attempt_at) if wake.status in reasons.ACTIVE_STATUSES else None,
         "finished_at": iso(wake.finished_at),
-        "trace": {"trace_id": wake.trace_id, "dedupe_key": wake.dedupe_key, "steps": steps},
+        "trace": {"trace_id": wake.trace_id, "dedupe_key": wake.dedupe_key, "event_version": EVENT_VERSION,
+                  "steps": steps},
         "schema_version": SCHEMA_VERSION,
     }
 

@@ -149,6 +149,7 @@ class WakeStepOut(BaseModel):
 class WakeTraceOut(BaseModel):
     trace_id: str
     dedupe_key: str
+    event_version: int
     steps: list[WakeStepOut]
 
 

@@ -85,6 +85,7 @@ def test_blocked_thread_escalate_unblock_continue(thread, executioner, reviewer)
     actions = [e["action"] for e in audit["events"]]
     assert actions[0] == "thread.unblock"
     assert {"thread.auto_block", "escalation.open", "escalation.resolve", "thread.transition"} <= set(actions)
+    assert {e["event_version"] for e in audit["events"]} == {1}  # each audit event says its shape
     by_alice = ok("orkiva_inspect", "audit", "--actor", "operator:alice", "--action", "escalation.resolve")
     assert by_alice["count"] == 3
     assert ok("orkiva_inspect", "escalations")["count"] == 0

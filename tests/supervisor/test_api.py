@@ -28,7 +28,7 @@ def test_trigger_answers_at_once_with_trace(thread, executioner):
     assert response.status_code == 202, response.json()
     body = response.json()
     assert WAKE_KEYS <= set(body) and body["status"] == "pending" and body["source"] == "trigger"
-    assert set(body["trace"]) == {"trace_id", "dedupe_key", "steps"}
+    assert set(body["trace"]) == {"trace_id", "dedupe_key", "event_version", "steps"} and body["trace"]["event_version"] == 1
     assert body["trace"]["steps"][0]["reason_code"] == "wake_created" and body["deduped"] is False
     again = client_for(executioner).post(f"/v1/threads/{thread.pk}/wake", {"agent_id": "reviewer"}, format="json").json()
     assert again["wake_id"] == body["wake_id"] and again["deduped"] is True

@@ -46,6 +46,7 @@ def runtime(db):
     ({"event": "turn_started", "session_id": "has space"}, "session_id"),
     ({"event": "session_started", "workdir": "relative/dir"}, "workdir"),
     ({"event": "turn_started", "wake_ref": "w-NOTHEX"}, "wake_ref"),
+    ({"event": "turn_started", "event_version": 2}, "event_version"),  # a newer shape than the bridge knows
 ])
 def test_a_malformed_event_is_refused_with_the_field(runtime, body, field):
     reply = event(body)
@@ -160,16 +161,16 @@ def run_hook(bridge, *args: str, stdin: str = "", env: dict | None = None) -> su
 
 @pytest.mark.parametrize(("payload", "expected"), [
     ({"hook_event_name": "SessionStart", "session_id": "s-1", "cwd": "/p", "source": "startup"},
-     {"event": "session_started", "session_id": "s-1", "workdir": "/p", "wake_ref": ""}),
+     {"event": "session_started", "session_id": "s-1", "workdir": "/p", "wake_ref": "", "event_version": 1}),
     ({"hook_event_name": "UserPromptSubmit", "session_id": "s-1", "cwd": "/p",
       "prompt": "Orkiva wake w-0123456789ab: unread messages"},
-     {"event": "turn_started", "session_id": "s-1", "workdir": "/p", "wake_ref": "w-0123456789ab"}),
+     {"event": "turn_started", "session_id": "s-1", "workdir": "/p", "wake_ref": "w-0123456789ab", "event_version": 1}),
     ({"hook_event_name": "Stop", "session_id": "s-1", "cwd": "/p"},
-     {"event": "turn_completed", "session_id": "s-1", "workdir": "/p", "wake_ref": ""}),
+     {"event": "turn_completed", "session_id": "s-1", "workdir": "/p", "wake_ref": "", "event_version": 1}),
     ({"hook_event_name": "PermissionRequest", "session_id": "s-1", "cwd": "/p", "tool_name": "Bash"},
-     {"event": "approval_pending", "session_id": "s-1", "workdir": "/p", "wake_ref": ""}),
+     {"event": "approval_pending", "session_id": "s-1", "workdir": "/p", "wake_ref": "", "event_version": 1}),
     ({"hook_event_name": "Notification", "session_id": "s-1", "cwd": "/p", "notification_type": "idle_prompt"},
-     {"event": "idle", "session_id": "s-1", "workdir": "/p", "wake_ref": ""}),
+     {"event": "idle", "session_id": "s-1", "workdir": "/p", "wake_ref": "", "event_version": 1}),
 ])
 def test_the_hook_maps_claude_codes_events(bridge, payload, expected):
     done = run_hook(bridge, "claude", stdin=json.dumps(payload))
@@ -183,7 +184,7 @@ def test_the_hook_maps_codex_notify_and_skips_the_title_request(bridge):
     assert run_hook(bridge, "codex-notify", json.dumps(title)).returncode == 0
     assert run_hook(bridge, "codex-notify", json.dumps(turn)).returncode == 0
     assert [p["body"] for p in bridge.posts] == [
-        {"event": "turn_completed", "session_id": "01a2-thread", "workdir": "/p", "wake_ref": ""}]
+        {"event": "turn_completed", "session_id": "01a2-thread", "workdir": "/p", "wake_ref": "", "event_version": 1}]
 
 
 @pytest.mark.parametrize(("args", "stdin", "env", "says"), [
