@@ -1,11 +1,12 @@
 """/v1 thread endpoints: thin views over threads.services and threads.selectors."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from messaging.api import IDEMPOTENCY_HEADER, idempotency_key_of
 from orkiva.api_base import TextField, errors, parse, payload_dict
 from orkiva.versioning import SCHEMA_VERSION
 from policy.roles import Op
@@ -21,6 +22,9 @@ class ThreadCreateIn(serializers.Serializer):
     type = TextField(max_length=64, help_text="A lowercase slug such as `review` or `task`.")
     participants = serializers.ListField(child=TextField(max_length=128), max_length=256)
     workspace_id = TextField(required=False, help_text="Optional; must equal the token's workspace.")
+    idempotency_key = TextField(max_length=255, min_length=1, required=False, allow_null=True, default=None,
+                                help_text="Makes a retry return the thread the first attempt made (or use the "
+                                "Idempotency-Key header).")
 
 
 class ThreadOut(serializers.Serializer):
@@ -38,6 +42,8 @@ class ThreadOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     schema_version = serializers.IntegerField()
+    idempotent_replay = serializers.BooleanField(
+        required=False, help_text="On create results: true when an idempotency key replayed an earlier create.")
 
 
 class ThreadListOut(serializers.Serializer):
@@ -150,16 +156,24 @@ class ThreadCollectionView(APIView):
     @extend_schema(
         operation_id="threads_create",
         request=ThreadCreateIn,
-        responses={201: ThreadOut, **errors(400, 401, 403, 413)},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            201: ThreadOut,
+            200: OpenApiResponse(ThreadOut, description="Idempotent replay of an earlier create."),
+            **errors(400, 401, 403, 409, 413),
+        },
     )
     def post(self, request):
         payload = payload_dict(request.data)
         check_payload_identity(request.user, payload, action="thread.create")
         data = parse(ThreadCreateIn, payload)
         thread = services.thread_create(
-            actor=request.user, title=data["title"], type=data["type"], participants=data["participants"]
+            actor=request.user, title=data["title"], type=data["type"], participants=data["participants"],
+            idempotency_key=idempotency_key_of(request, data["idempotency_key"]),
         )
-        return Response(thread_json(thread), status=status.HTTP_201_CREATED)
+        replay = thread.idempotent_replay
+        return Response(thread_json(thread, replay=replay),
+                        status=status.HTTP_200_OK if replay else status.HTTP_201_CREATED)
 
 
 class ThreadDetailView(APIView):

@@ -27,6 +27,9 @@ class Thread(models.Model):
     # findings count (moved when the thread leaves `blocked`).
     turns_since_progress = models.PositiveIntegerField(default=0)
     findings_since_seq = models.PositiveBigIntegerField(default=0)
+    # A create retried with the same key returns this thread (threads.services.thread_create).
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -35,7 +38,12 @@ class Thread(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=transitions.STATUSES), name="thread_status_known"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["workspace_id", "created_by", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="thread_idempotency_unique",
+            ),
         ]
 
 

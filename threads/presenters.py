@@ -8,8 +8,9 @@ from threads.models import Thread
 from threads.selectors import participant_list
 
 
-def thread_json(thread: Thread) -> dict[str, Any]:
-    return {
+def thread_json(thread: Thread, *, replay: bool | None = None) -> dict[str, Any]:
+    """A thread's body; `replay` (a create's answer): whether an idempotency key replayed it."""
+    body = {
         "id": str(thread.pk),
         "workspace_id": thread.workspace_id,
         "title": thread.title,
@@ -25,3 +26,6 @@ def thread_json(thread: Thread) -> dict[str, Any]:
         "updated_at": iso(thread.updated_at),
         "schema_version": SCHEMA_VERSION,
     }
+    if replay is not None:
+        body["idempotent_replay"] = replay
+    return body

@@ -1,14 +1,16 @@
 """Thread writes: create, change status, manage participants. Each audited in its transaction."""
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from messaging.services import cursors_create, status_message_append
+from messaging.services import check_idempotency_key, cursors_create, status_message_append
 from orkiva.errors import Conflict, Forbidden, ValidationFailed
 from policy.audit import audit_record
 from policy.controls import progress_restart
@@ -45,23 +47,65 @@ def check_thread_input(*, title: str, type: str, participants: list[str]) -> lis
     return unique
 
 
+def _create_fingerprint(*, title: str, type: str, agent_ids: list[str]) -> str:
+    """What makes two creates with one idempotency key 'the same request'."""
+    canonical = json.dumps({"title": title, "type": type, "participants": sorted(agent_ids)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replayed(*, actor: Actor, idempotency_key: str, request_hash: str) -> Thread | None:
+    """The thread an earlier create with this key made (this creator, this workspace), or None;
+    the same key with other content is idempotency_conflict, as for posts."""
+    original = Thread.objects.filter(workspace_id=actor.workspace_id, created_by=actor.agent_id,
+                                     idempotency_key=idempotency_key).first()
+    if original is None:
+        return None
+    if original.request_hash != request_hash:
+        raise Conflict("This idempotency key was used for a different thread.", code="idempotency_conflict",
+                       details={"idempotency_key": idempotency_key, "original_thread_id": str(original.pk)})
+    original.idempotent_replay = True
+    return original
+
+
 @transaction.atomic
 def thread_create(
-    *, actor: Actor, title: str, type: str, participants: list[str], now: datetime | None = None
+    *, actor: Actor, title: str, type: str, participants: list[str], idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> Thread:
+    """Create a thread. With an idempotency key a retry returns the thread the first attempt made
+    (`idempotent_replay` True, nothing written again); concurrent retries make one thread (a unique
+    constraint: the loser reads the winner's row)."""
     authorize(actor, Op.THREAD_CREATE)
     agent_ids = check_thread_input(title=title, type=type, participants=participants)
+    check_idempotency_key(idempotency_key)
+    request_hash = _create_fingerprint(title=title.strip(), type=type, agent_ids=agent_ids) if idempotency_key else ""
+    if idempotency_key is not None:
+        replay = _replayed(actor=actor, idempotency_key=idempotency_key, request_hash=request_hash)
+        if replay is not None:
+            return replay
     moment = now or timezone.now()
-    thread = Thread.objects.create(
-        workspace_id=actor.workspace_id,
-        type=type,
-        title=title.strip(),
-        status=transitions.OPEN,
-        status_changed_at=moment,
-        created_by=actor.agent_id,
-        created_at=moment,
-        updated_at=moment,
-    )
+    try:
+        with transaction.atomic():
+            thread = Thread.objects.create(
+                workspace_id=actor.workspace_id,
+                type=type,
+                title=title.strip(),
+                status=transitions.OPEN,
+                status_changed_at=moment,
+                created_by=actor.agent_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                created_at=moment,
+                updated_at=moment,
+            )
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        replay = _replayed(actor=actor, idempotency_key=idempotency_key, request_hash=request_hash)
+        if replay is None:
+            raise
+        return replay
+    thread.idempotent_replay = False
     Participant.objects.bulk_create(
         [Participant(thread=thread, agent_id=a, added_at=moment, added_by=actor.agent_id) for a in agent_ids]
     )

@@ -40,6 +40,9 @@ class ThreadOut(Versioned):
     last_seq: int = Field(description="Seq of the newest message (0: none yet).")
     created_at: datetime
     updated_at: datetime
+    idempotent_replay: bool | None = Field(
+        default=None, description="Present on create results: true when an idempotency key replayed an earlier create."
+    )
 
 
 class MessageOut(Versioned):

@@ -71,6 +71,11 @@ ReadLimit = Annotated[
     Field(ge=1, le=settings.ORKIVA_READ_LIMIT_MAX,
           description=f"Most messages to return (default {settings.ORKIVA_READ_LIMIT_DEFAULT})."),
 ]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(json_schema_extra=pattern(IDEMPOTENCY_KEY_PATTERN),
+          description="Your key (printable ASCII): a retry with it returns the first result instead of doing it twice."),
+]
 OwnIdentity = Annotated[
     str | None,
     Field(json_schema_extra=pattern(IDENTIFIER_PATTERN),
@@ -223,7 +228,8 @@ def build_server() -> MCPServer:
     @mcp.tool(
         name="create_thread",
         description="Create a thread (coordinators only) with a title, a type and the agents taking part. "
-        "Every participant starts with its read cursor at 0. Returns the thread; keep its `id`.",
+        "Every participant starts with its read cursor at 0. Returns the thread; keep its `id`. Pass an "
+        "idempotency_key to make retries safe (a replay says idempotent_replay: true).",
         annotations=write,
     )
     async def create_thread(
@@ -239,13 +245,16 @@ def build_server() -> MCPServer:
             list[AgentId], Field(min_length=1, max_length=settings.ORKIVA_MAX_PARTICIPANTS,
                                  description="Agent ids taking part; duplicates dropped.")
         ],
+        idempotency_key: IdempotencyKey = None,
         workspace_id: OwnIdentity = None,
     ) -> ThreadResult:
-        return await run_tool(
-            "create_thread",
-            lambda actor: thread_json(thread_create(actor=actor, title=title, type=type, participants=participants)),
-            claims={"workspace_id": workspace_id}, claim_action="thread.create",
-        )
+        def work(actor: Actor) -> dict[str, Any]:
+            thread = thread_create(actor=actor, title=title, type=type, participants=participants,
+                                   idempotency_key=idempotency_key)
+            return thread_json(thread, replay=thread.idempotent_replay)
+
+        return await run_tool("create_thread", work, claims={"workspace_id": workspace_id},
+                              claim_action="thread.create")
 
     @mcp.tool(
         name="get_thread",
@@ -277,12 +286,7 @@ def build_server() -> MCPServer:
         in_reply_to: Annotated[
             int | None, Field(ge=1, le=MAX_BIGINT, description="Seq of the message this replies to (same thread).")
         ] = None,
-        idempotency_key: Annotated[
-            str | None,
-            Field(json_schema_extra=pattern(IDEMPOTENCY_KEY_PATTERN),
-                  description="Client-chosen key (printable ASCII) that makes a "
-                  "retry return the original message instead of posting twice."),
-        ] = None,
+        idempotency_key: IdempotencyKey = None,
         sender: OwnIdentity = None,
     ) -> MessageResult:
         def work(actor: Actor) -> dict[str, Any]:

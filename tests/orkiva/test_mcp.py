@@ -168,6 +168,31 @@ def test_idempotent_retry_through_mcp_and_rest(tmp_path, thread, executioner):
     assert [m["body"] for m in page["messages"]] == ["Patch ready."]
 
 
+def test_an_idempotent_create_thread_through_mcp_and_rest(tmp_path, coordinator):
+    """create_thread is retry-safe like a post: the same key and content returns the first thread
+    (over MCP or REST), other content with that key is idempotency_conflict."""
+    args = {"title": "Review the parser", "type": "review", "participants": ["executioner"], "idempotency_key": "t-1"}
+    with bridge_server(tmp_path) as bridge:
+        async def scenario():
+            async with client_for_mcp(bridge.base_url, token_for(coordinator)) as coord:
+                first = ok(await coord.call_tool("create_thread", args))
+                again = ok(await coord.call_tool("create_thread", args))
+                clash = failed(await coord.call_tool("create_thread", {**args, "title": "Something else"}))
+                return first, again, clash
+
+        first, again, clash = asyncio.run(scenario())
+        over_rest = rest(bridge.base_url, coordinator, "POST", "/threads", headers={"Idempotency-Key": "t-1"},
+                         json={k: v for k, v in args.items() if k != "idempotency_key"})
+        listed = rest(bridge.base_url, coordinator, "GET", "/threads").json()
+    assert first["idempotent_replay"] is False
+    assert again == {**first, "idempotent_replay": True}
+    assert clash["error"]["code"] == "idempotency_conflict"
+    assert clash["error"]["details"]["original_thread_id"] == first["id"]
+    assert over_rest.status_code == 200 and over_rest.json() == again
+    assert [t["id"] for t in listed["threads"]] == [first["id"]]
+    assert AuditEvent.objects.filter(action="thread.create").count() == 1
+
+
 def test_cross_workspace_and_role_refusals_are_rest_errors_and_audited(tmp_path, thread, outsider, executioner):
     tid = str(thread.pk)
     with bridge_server(tmp_path) as bridge:

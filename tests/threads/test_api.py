@@ -1,8 +1,14 @@
 """/v1 thread endpoints: create, list, get, participants, summary."""
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from django.db import connection
+
+from policy.models import AuditEvent
+from threads.models import Participant, Thread
+from threads.services import thread_create
 from tests.conftest import client_for
 from tests.factories import ThreadFactory
 
@@ -23,6 +29,7 @@ def test_create_and_get(coordinator, executioner):
     assert (body["workspace_id"], body["status"], body["participants"], body["last_seq"], body["created_by"]) == (
         "ws-main", "open", ["executioner", "reviewer"], 0, "coordinator")
     assert body["created_at"].endswith("Z")
+    assert body.pop("idempotent_replay") is False  # a create's answer says whether it was a replay
     fetched = client_for(executioner).get(f"/v1/threads/{body['id']}")
     assert fetched.status_code == 200 and fetched.json() == body
 
@@ -85,3 +92,53 @@ def test_unknown_thread_is_404(executioner):
     for path in ("/v1/threads/garbage", "/v1/threads/00000000-0000-0000-0000-000000000000/summary"):
         response = client_for(executioner).get(path)
         assert response.status_code == 404 and response.json()["error"]["code"] == "thread_not_found"
+
+
+def test_create_is_retry_safe_with_an_idempotency_key(coordinator, outsider):
+    client = client_for(coordinator)
+    body = {"title": "Review the parser", "type": "review", "participants": ["executioner", "reviewer"]}
+    first = client.post("/v1/threads", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    again = client.post("/v1/threads", {**body, "idempotency_key": "create-1"}, format="json")
+    assert first.status_code == 201 and first.json()["idempotent_replay"] is False
+    assert again.status_code == 200 and again.json() == {**first.json(), "idempotent_replay": True}
+    # the same participants in another order are the same request; another title is not
+    reordered = client.post("/v1/threads", {**body, "participants": ["reviewer", "executioner"]}, format="json",
+                            HTTP_IDEMPOTENCY_KEY="create-1")
+    assert reordered.status_code == 200 and reordered.json()["id"] == first.json()["id"]
+    clash = client.post("/v1/threads", {**body, "title": "Other"}, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "idempotency_conflict"
+    mismatch = client.post("/v1/threads", {**body, "idempotency_key": "a"}, format="json", HTTP_IDEMPOTENCY_KEY="b")
+    assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == "idempotency_key_mismatch"
+    # keys are the creator's own: another workspace's coordinator with the same key makes its own thread
+    theirs = client_for(outsider).post("/v1/threads", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1")
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+    # without a key, two creates are two threads
+    assert client.post("/v1/threads", body, format="json").json()["id"] != first.json()["id"]
+    assert Thread.objects.filter(workspace_id="ws-main").count() == 2
+    assert AuditEvent.objects.filter(action="thread.create", workspace_id="ws-main").count() == 2
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_one_create_make_one_thread(coordinator):
+    barrier, results, errors = threading.Barrier(12), [], []
+
+    def create():
+        try:
+            barrier.wait()
+            thread = thread_create(actor=coordinator, title="Review", type="review", participants=["reviewer"],
+                                   idempotency_key="burst-1")
+            results.append((str(thread.pk), thread.idempotent_replay))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=create) for _ in range(12)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == [] and len({tid for tid, _ in results}) == 1 and len(results) == 12
+    assert sorted(replay for _, replay in results) == [False] + [True] * 11
+    assert Thread.objects.count() == 1 and Participant.objects.count() == 1
