@@ -29,7 +29,7 @@ class DomainError(Exception):
         details: dict[str, Any] | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
-        audit: dict[str, Any] | None = None,
+        audit: dict[str, Any] | list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -39,8 +39,9 @@ class DomainError(Exception):
             self.status = status
         self.details = details or {}
         self.headers = headers or {}
-        # Keyword arguments for policy.audit.audit_record, written by the renderer after the
-        # failed transaction has rolled back, so a refused attempt stays on the record.
+        # Keyword arguments for policy.audit.audit_record (or a list of them, written in one
+        # statement), written by the renderer after the failed transaction has rolled back, so a
+        # refused attempt stays on the record.
         self.audit = audit
 
     def as_body(self) -> dict[str, Any]:

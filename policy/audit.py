@@ -40,7 +40,19 @@ def audit_record(
     now: datetime | None = None,
 ) -> AuditEvent:
     """Append one audit row. Call it inside the write's transaction so both commit or neither."""
-    return AuditEvent.objects.create(
+    event = _event(actor=actor, action=action, workspace_id=workspace_id, target_type=target_type,
+                   target_id=target_id, reason=reason, reason_code=reason_code, old=old, new=new, actor_id=actor_id,
+                   actor_role=actor_role, now=now)
+    event.save(force_insert=True)
+    return event
+
+
+def _event(
+    *, actor: Actor | None, action: str, workspace_id: str | None = None, target_type: str = "", target_id: str = "",
+    reason: str = "", reason_code: str = "", old: dict[str, Any] | None = None, new: dict[str, Any] | None = None,
+    actor_id: str | None = None, actor_role: str | None = None, now: datetime | None = None,
+) -> AuditEvent:
+    return AuditEvent(
         created_at=now or timezone.now(),
         workspace_id=workspace_id if workspace_id is not None else (actor.workspace_id if actor else ""),
         actor_id=actor_id or (actor.agent_id if actor else "system"),
@@ -56,9 +68,12 @@ def audit_record(
     )
 
 
-def audit_refusal(err) -> AuditEvent:
-    """Record a refused attempt (cross-workspace, claim mismatch, role denial) after its rollback."""
-    spec = dict(err.audit)
-    spec.setdefault("reason_code", err.code)
-    spec.setdefault("reason", err.message)
-    return audit_record(**spec)
+def audit_refusal(err) -> list[AuditEvent]:
+    """Record a refused attempt (cross-workspace, claim mismatch, role denial) after its rollback:
+    its row, or its rows in one statement (a cross-workspace attempt is on both workspaces' record)."""
+    specs = err.audit if isinstance(err.audit, list) else [err.audit]
+    events = [_event(**{"reason_code": err.code, "reason": err.message, **spec}) for spec in specs]
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+        return events
+    return AuditEvent.objects.bulk_create(events)

@@ -20,18 +20,26 @@ def _parse_thread_id(thread_id: Any) -> uuid.UUID | None:
         return None
 
 
-def _not_found(actor: Actor, thread_id: Any, *, other_workspace: bool) -> NotFound:
-    audit = None
-    if other_workspace:
-        audit = {
-            "actor": actor,
-            "action": "workspace.denied",
-            "target_type": "thread",
-            "target_id": str(thread_id),
-            "reason_code": "cross_workspace",
-            "reason": "Attempt to reach a thread of another workspace.",
-        }
-    # Same code and message either way: another workspace's thread is indistinguishable from none.
+def _not_found(actor: Actor, thread_id: Any, *, owner: str | None = None, looked_up: bool = True) -> NotFound:
+    """No such thread in the actor's workspace. Same code and message whether there is none or it is
+    another workspace's (`owner`), and the same work on both paths, so neither the answer nor its
+    timing tells them apart: one audit statement each. A cross-workspace attempt is recorded in the
+    caller's workspace (`workspace.denied`) and in the probed one (`workspace.probed`), whose
+    operator should see it; an unknown id is recorded as `thread.not_found`."""
+    target = {"target_type": "thread", "target_id": str(thread_id)}
+    if owner is not None:
+        audit: list[dict[str, Any]] | dict[str, Any] | None = [
+            {"actor": actor, "action": "workspace.denied", **target, "reason_code": "cross_workspace",
+             "reason": "Attempt to reach a thread of another workspace."},
+            {"actor": actor, "workspace_id": owner, "action": "workspace.probed", **target,
+             "reason_code": "cross_workspace", "new": {"from_workspace": actor.workspace_id},
+             "reason": f"A caller of workspace {actor.workspace_id} tried to reach this thread."},
+        ]
+    elif looked_up:
+        audit = {"actor": actor, "action": "thread.not_found", **target, "reason_code": "unknown_thread",
+                 "reason": "No thread with this id."}
+    else:
+        audit = None  # not an id at all: no thread could have it, nothing was looked up
     return NotFound("No such thread.", code="thread_not_found", details={"thread_id": str(thread_id)}, audit=audit)
 
 
@@ -43,7 +51,7 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
     """
     pk = _parse_thread_id(thread_id)
     if pk is None:
-        raise _not_found(actor, thread_id, other_workspace=False)
+        raise _not_found(actor, thread_id, looked_up=False)
     member_scope = scope_for(actor, op) is Scope.MEMBER
     # Every post, read, ack and summary passes here: hand-written statements (orkiva.sql).
     keys = [sql.param(Thread, "id", pk), sql.param(Thread, "workspace_id", actor.workspace_id)]
@@ -53,7 +61,8 @@ def thread_get(*, actor: Actor, thread_id: Any, op: Op, lock: bool = False) -> T
         row = sql.fetchone(sql.statement("thread_get", lambda: _thread_sql(lock=False)),
                            [sql.param(Participant, "agent_id", actor.agent_id), *keys])
     if row is None:
-        raise _not_found(actor, thread_id, other_workspace=Thread.objects.filter(pk=pk).exists())
+        raise _not_found(actor, thread_id,
+                         owner=Thread.objects.filter(pk=pk).values_list("workspace_id", flat=True).first())
     names = sql.field_names(Thread)
     thread = sql.instance(Thread, names, row[:len(names)])
     if not member_scope:

@@ -213,14 +213,14 @@ def test_cross_workspace_and_role_refusals_are_rest_errors_and_audited(tmp_path,
     assert posted["error"]["code"] == "thread_not_found"
     assert denied["error"]["code"] == "forbidden"
     assert spoofed["error"]["code"] == "claim_mismatch"
-    audited = dict(AuditEvent.objects.filter(
+    audited = set(AuditEvent.objects.filter(
         request_id__in=[b["request_id"] for b in (hidden, posted, denied, spoofed)]
-    ).values_list("request_id", "action"))
-    assert audited == {
-        hidden["request_id"]: "workspace.denied",
-        posted["request_id"]: "workspace.denied",
-        denied["request_id"]: "access.denied",
-        spoofed["request_id"]: "message.post",
+    ).values_list("request_id", "workspace_id", "action"))
+    assert audited == {  # a cross-workspace attempt is on both workspaces' record
+        (hidden["request_id"], "ws-other", "workspace.denied"), (hidden["request_id"], "ws-main", "workspace.probed"),
+        (posted["request_id"], "ws-other", "workspace.denied"), (posted["request_id"], "ws-main", "workspace.probed"),
+        (denied["request_id"], "ws-main", "access.denied"),
+        (spoofed["request_id"], "ws-main", "message.post"),
     }
 
 

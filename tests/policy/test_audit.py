@@ -1,6 +1,7 @@
 """The audit log (append-only, written with the change) and the workspace boundary it records."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -111,19 +112,43 @@ def test_another_workspaces_thread_is_exactly_a_missing_one(thread, outsider, me
     assert denied.count() == 1
     event = denied.get()
     assert (event.actor_id, event.workspace_id, event.reason_code) == ("coordinator", "ws-other", "cross_workspace")
-    # The same id once the thread is gone: byte-for-byte the same answer, and nothing audited.
+    # the probed workspace's operator sees the attempt too
+    probed = AuditEvent.objects.get(action="workspace.probed", target_id=str(thread.pk))
+    assert (probed.actor_id, probed.workspace_id, probed.new_values) == (
+        "coordinator", "ws-main", {"from_workspace": "ws-other"})
+    # The same id once the thread is gone: byte-for-byte the same answer, audited as an unknown id.
     Thread.objects.filter(pk=thread.pk).delete()
     missing = call()
     assert foreign == missing
     assert foreign[0] == 404 and foreign[1]["error"]["code"] == "thread_not_found"
     assert denied.count() == 1
+    assert AuditEvent.objects.filter(action="thread.not_found", workspace_id="ws-other",
+                                     target_id=str(thread.pk)).count() == 1
     assert not Message.objects.exists()
 
 
-def test_missing_thread_is_not_audited(outsider):
+def test_a_missing_thread_is_audited_as_unknown_not_as_cross_workspace(outsider):
     response = client_for(outsider).get(f"/v1/threads/{uuid.uuid4()}")
     assert response.status_code == 404
-    assert not AuditEvent.objects.filter(action="workspace.denied").exists()
+    assert not AuditEvent.objects.filter(action__in=("workspace.denied", "workspace.probed")).exists()
+    assert AuditEvent.objects.get(action="thread.not_found").reason_code == "unknown_thread"
+
+
+def test_unknown_and_cross_workspace_404s_do_the_same_work(thread, outsider):
+    """Timing must not tell another workspace's thread from none: the same statements on both
+    paths (the thread, its owner, one audit insert), counted, not timed."""
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(thread_id) -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert client_for(outsider).get(f"/v1/threads/{thread_id}").status_code == 404
+        # an insert of one row or two (each workspace's) is one statement into the same table
+        return [q["sql"].split(" (")[0] if q["sql"].startswith("INSERT") else re.sub(r"'[^']*'|\b\d+\b", "?", q["sql"])
+                for q in captured.captured_queries]
+
+    cross, unknown = statements(thread.pk), statements(uuid.uuid4())
+    assert cross == unknown
+    assert sum(s.startswith("INSERT INTO") for s in cross) == 1
 
 
 def test_other_workspace_threads_are_not_listed(thread, outsider):

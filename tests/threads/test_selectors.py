@@ -23,18 +23,25 @@ def test_thread_get_in_workspace(thread, executioner):
     assert thread_get(actor=executioner, thread_id=str(thread.pk), op=Op.THREAD_READ).pk == thread.pk
 
 
-@pytest.mark.parametrize("thread_id", ["garbage", "", str(uuid.uuid4()), 12345, None])
-def test_thread_get_missing(executioner, thread_id):
+@pytest.mark.parametrize("thread_id", ["garbage", "", 12345, None])
+def test_thread_get_of_no_id_at_all_is_not_found_unaudited(executioner, thread_id):
     with pytest.raises(NotFound) as exc:
         thread_get(actor=executioner, thread_id=thread_id, op=Op.THREAD_READ)
     assert exc.value.code == "thread_not_found" and exc.value.audit is None
 
 
-def test_thread_get_other_workspace_is_not_found_and_carries_an_audit(thread, outsider):
+def test_thread_get_of_an_unknown_id_is_not_found_and_audited(executioner):
+    with pytest.raises(NotFound) as exc:
+        thread_get(actor=executioner, thread_id=str(uuid.uuid4()), op=Op.THREAD_READ)
+    assert exc.value.code == "thread_not_found" and exc.value.audit["action"] == "thread.not_found"
+
+
+def test_thread_get_other_workspace_is_not_found_and_audited_in_both_workspaces(thread, outsider):
     with pytest.raises(NotFound) as exc:
         thread_get(actor=outsider, thread_id=thread.pk, op=Op.THREAD_READ)
     assert exc.value.code == "thread_not_found"
-    assert exc.value.audit["action"] == "workspace.denied"
+    assert [(a["action"], a.get("workspace_id")) for a in exc.value.audit] == [
+        ("workspace.denied", None), ("workspace.probed", "ws-main")]
 
 
 def test_thread_get_non_member_participant_is_forbidden(thread):
