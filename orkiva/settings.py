@@ -236,6 +236,9 @@ ORKIVA_LOOP_THRESHOLD_TURNS = env.int("ORKIVA_LOOP_THRESHOLD_TURNS", default=10)
 ORKIVA_NO_PROGRESS_BLOCK_TURNS = env.int("ORKIVA_NO_PROGRESS_BLOCK_TURNS", default=20)
 # The n-th finding with the same normalized body blocks the thread.
 ORKIVA_REPEATED_FINDING_LIMIT = env.int("ORKIVA_REPEATED_FINDING_LIMIT", default=3)
+# Repeated refusals (one actor, action and reason) within this many seconds are one audit row and a
+# count, not a row each; 0 writes a row for every refusal.
+ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS = env.int("ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS", default=60)
 # Data policy (backlog 3.5): keep everything, filter nothing, until an operator opts in.
 ORKIVA_RETENTION_MODE = env.str("ORKIVA_RETENTION_MODE", default="indefinite")
 if ORKIVA_RETENTION_MODE not in {"indefinite", "expire"}:

@@ -45,6 +45,9 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=128, blank=True, default="")
     old_values = models.JSONField(default=dict, blank=True)
     new_values = models.JSONField(default=dict, blank=True)
+    # How many decisions the row stands for: 1, or the refusals a window of repeats summed up
+    # (policy.audit.audit_refusal, ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS).
+    count = models.PositiveIntegerField(default=1)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -59,6 +62,28 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("audit events are append-only")
+
+
+class AuditTally(models.Model):
+    """The repeats of one refusal (actor, action, reason, in one workspace's record) within a window,
+    counted here instead of written row by row; when the window is over they become one audit row
+    with their count (policy.audit.audit_tallies_flush). Not the audit log: it is updated and deleted."""
+
+    workspace_id = models.CharField(max_length=128)
+    actor_id = models.CharField(max_length=160)
+    actor_role = models.CharField(max_length=32)
+    action = models.CharField(max_length=64)
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    window_start = models.DateTimeField()
+    repeats = models.PositiveIntegerField(default=0)  # after the first, which has its own row
+    first_request_id = models.CharField(max_length=128, blank=True, default="")
+    last_request_id = models.CharField(max_length=128, blank=True, default="")
+    last_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workspace_id", "actor_id", "action", "reason_code"],
+                                               name="audit_tally_key")]
+        indexes = [models.Index(fields=["window_start"], name="audit_tally_window")]
 
 
 class Escalation(models.Model):

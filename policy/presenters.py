@@ -43,6 +43,7 @@ def audit_json(event: AuditEvent) -> dict[str, Any]:
         "request_id": event.request_id or None,
         "old": event.old_values,
         "new": event.new_values,
+        "count": event.count,
         "event_version": EVENT_VERSION,
     }
 

@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from policy.audit import audit_tallies_flush
 from supervisor import reasons
 from supervisor.queue import enqueue_wake
 from supervisor.selectors import wakes_due
@@ -33,14 +34,15 @@ def wake_run(wake_id: str) -> str | None:
 def supervisor_sweep() -> dict:
     """The periodic sweep: the runtime heartbeat policy, then re-queue overdue wakes (lost jobs,
     queued wakes whose pane may have gone quiet), then the auto-wakes a post never made (its rule
-    failed in a database blip: wakes_missed)."""
+    failed in a database blip: wakes_missed), and last the repeated refusals of windows that are
+    over, appended to the audit log as one row each (audit_tallies_flush)."""
     now = timezone.now()
     counts = runtimes_expire(now=now)
     due = wakes_due(now=now)
     for wake_id in due:
         enqueue_wake(wake_id)
     missed = wakes_missed(now=now)
-    return {**counts, "requeued": len(due), "missed": len(missed)}
+    return {**counts, "requeued": len(due), "missed": len(missed), "audit_windows": audit_tallies_flush(now=now)}
 
 
 def schedules_ensure(*, using: str = "default") -> None:

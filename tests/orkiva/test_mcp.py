@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from messaging.models import Message
 from orkiva.mcp.calls import error_text
-from policy.models import AuditEvent
+from policy.models import AuditEvent, AuditTally
 from tests.conftest import token_for
 from tests.live import bridge_server, subprocess_env
 
@@ -218,10 +218,14 @@ def test_cross_workspace_and_role_refusals_are_rest_errors_and_audited(tmp_path,
     ).values_list("request_id", "workspace_id", "action"))
     assert audited == {  # a cross-workspace attempt is on both workspaces' record
         (hidden["request_id"], "ws-other", "workspace.denied"), (hidden["request_id"], "ws-main", "workspace.probed"),
-        (posted["request_id"], "ws-other", "workspace.denied"), (posted["request_id"], "ws-main", "workspace.probed"),
         (denied["request_id"], "ws-main", "access.denied"),
         (spoofed["request_id"], "ws-main", "message.post"),
     }
+    # the next attempts within the window (the post, the REST read) are counted in both records,
+    # to be summed up in one row each
+    last = rest_404["request_id"]
+    assert set(AuditTally.objects.filter(repeats=2).values_list("workspace_id", "action", "last_request_id")) == {
+        ("ws-other", "workspace.denied", last), ("ws-main", "workspace.probed", last)}
 
 
 def test_arguments_that_break_the_input_schema_get_the_rest_error_body(tmp_path, thread, executioner):

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from messaging.models import Message
 from orkiva.context import bind_request_id, reset_request_id
-from policy.audit import audit_record
+from policy.audit import audit_record, audit_tallies_flush
 from policy.identity import Actor
-from policy.models import AuditEvent
+from policy.models import AuditEvent, AuditTally
 from tests.conftest import client_for
 from threads.models import Thread
 
@@ -139,16 +141,18 @@ def test_unknown_and_cross_workspace_404s_do_the_same_work(thread, outsider):
     paths (the thread, its owner, one audit insert), counted, not timed."""
     from django.test.utils import CaptureQueriesContext
 
-    def statements(thread_id) -> list[str]:
+    def statements(thread_id) -> list[tuple[str, ...]]:
+        """Each statement as its verb and the tables it names (one row written or two, one key
+        looked up or two: the same statement)."""
         with CaptureQueriesContext(connection) as captured:
             assert client_for(outsider).get(f"/v1/threads/{thread_id}").status_code == 404
-        # an insert of one row or two (each workspace's) is one statement into the same table
-        return [q["sql"].split(" (")[0] if q["sql"].startswith("INSERT") else re.sub(r"'[^']*'|\b\d+\b", "?", q["sql"])
+        return [(q["sql"].split()[0], *sorted({t for t in re.findall(r'"(\w+)"', q["sql"])
+                                                if t.startswith(("policy_", "threads_", "messaging_"))}))
                 for q in captured.captured_queries]
 
     cross, unknown = statements(thread.pk), statements(uuid.uuid4())
     assert cross == unknown
-    assert sum(s.startswith("INSERT INTO") for s in cross) == 1
+    assert [s for s in cross if s[0] == "INSERT"] == [("INSERT", "policy_auditevent"), ("INSERT", "policy_audittally")]
 
 
 def test_other_workspace_threads_are_not_listed(thread, outsider):
@@ -196,3 +200,84 @@ def test_refusals_are_audited_even_though_the_write_rolled_back(thread):
     assert response.status_code == 403
     assert AuditEvent.objects.filter(action="access.denied", actor_id="stranger", reason_code="not_a_participant").exists()
     assert not Message.objects.exists()
+
+
+def _refused_claims(client, n: int) -> list[str]:
+    """`n` refused posts naming another sender (claim_mismatch, audited): their request ids."""
+    ids = []
+    for _ in range(n):
+        response = client.post("/v1/sessions/heartbeat", {"session_id": "s1", "agent_id": "someone-else"},
+                               format="json")
+        assert response.status_code == 403
+        ids.append(response.json()["request_id"])
+    return ids
+
+
+def test_repeated_refusals_are_one_row_and_a_count_and_every_refusal_is_on_the_record(settings):
+    """One token hammering a refusal wrote a row each (400 a second); the repeats of a window are
+    counted and appended once it is over, as one row with their count: nothing lost, never updated."""
+    client = client_for(Actor(agent_id="executioner", workspace_id="ws-main", role="participant", session_id="s"))
+    rows = AuditEvent.objects.filter(action="session.heartbeat", reason_code="claim_mismatch")
+    ids = _refused_claims(client, 40)
+    assert rows.count() == 1 and rows.get().request_id == ids[0]  # the first, with its target and request id
+    assert AuditTally.objects.get().repeats == 39
+    later = timezone.now() + timedelta(seconds=settings.ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS + 1)
+    assert audit_tallies_flush(now=later) == 1
+    first, summed = rows.order_by("id")
+    assert (first.count, summed.count) == (1, 39) and sum(r.count for r in rows) == 40
+    assert summed.new_values["first_request_id"] == ids[0] and summed.new_values["last_request_id"] == ids[-1]
+    assert not AuditTally.objects.exists() and audit_tallies_flush(now=later) == 0  # once
+    # another actor's refusals are their own row; a new window starts with a row of its own
+    other = client_for(Actor(agent_id="reviewer", workspace_id="ws-main", role="participant", session_id="s"))
+    _refused_claims(other, 2)
+    _refused_claims(client, 1)
+    assert list(rows.order_by("id").values_list("actor_id", "count"))[2:] == [("reviewer", 1), ("executioner", 1)]
+
+
+def test_a_refusal_after_its_window_puts_the_repeats_on_the_record_first(settings):
+    settings.ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS = 1
+    client = client_for(Actor(agent_id="executioner", workspace_id="ws-main", role="participant", session_id="s"))
+    _refused_claims(client, 3)
+    AuditTally.objects.update(window_start=timezone.now() - timedelta(seconds=5))  # the window is over
+    _refused_claims(client, 1)
+    rows = AuditEvent.objects.filter(action="session.heartbeat").order_by("id")
+    assert list(rows.values_list("count", flat=True)) == [1, 2, 1]
+
+
+def test_with_no_window_every_refusal_is_a_row(settings):
+    settings.ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS = 0
+    _refused_claims(client_for(Actor(agent_id="executioner", workspace_id="ws-main", role="participant",
+                                     session_id="s")), 3)
+    assert AuditEvent.objects.filter(action="session.heartbeat").count() == 3 and not AuditTally.objects.exists()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refusals_are_each_counted_once():
+    """Eight clients refused ten times each, at once: 80 refusals on the record, as rows and counts."""
+    import threading
+
+    from orkiva.errors import Forbidden
+    from policy.audit import audit_refusal
+
+    actor = Actor(agent_id="executioner", workspace_id="ws-main", role="participant", session_id="s")
+    barrier, errors = threading.Barrier(8), []
+
+    def refuse():
+        try:
+            barrier.wait()
+            for _ in range(10):
+                audit_refusal(Forbidden("No.", code="claim_mismatch", audit={"actor": actor, "action": "message.post"}))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=refuse) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    audit_tallies_flush(now=timezone.now() + timedelta(minutes=5))
+    assert sum(AuditEvent.objects.filter(action="message.post").values_list("count", flat=True)) == 80
