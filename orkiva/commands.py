@@ -11,7 +11,9 @@ import os
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFormatter
+from tabulate import tabulate
 
 from orkiva.context import begin_call, bind_caller, bind_request_id, end_call, new_request_id, reset_request_id
 from orkiva.errors import DomainError, ValidationFailed, render_domain_error, report_error
@@ -49,13 +51,27 @@ def default_operator() -> str:
         return os.environ.get("USER", "operator")
 
 
+class _EpilogAsWritten(DjangoHelpFormatter):
+    """Django's help layout, with the epilog (what each action needs) kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
 class OrkivaCommand(BaseCommand):
-    """Subclasses set `mutating`, add their options in `add_options`, and return a dict from `run`."""
+    """Subclasses set `mutating`, add their options in `add_options`, and return a dict from `run`.
+    Commands with actions list what each needs in `action_needs` (shown by --help)."""
 
     mutating = False
     requires_system_checks: list[str] = []
+    action_needs: dict[str, str] = {}
 
     def create_parser(self, prog_name, subcommand, **kwargs):
+        if self.action_needs:
+            width = max(len(action) for action in self.action_needs)
+            kwargs["epilog"] = "what each action needs:\n" + "\n".join(
+                f"  {action:<{width}}  {needs}" for action, needs in self.action_needs.items())
+            kwargs["formatter_class"] = _EpilogAsWritten
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.__class__ = _JsonAwareParser  # only error() differs; Django builds the parser itself
         return parser
@@ -93,7 +109,9 @@ class OrkivaCommand(BaseCommand):
             try:
                 result = self.run(**options)
             except DomainError as err:
-                report_error(err)
+                # Printed once: to a person by _emit_error; the log line only where a machine reads
+                # the logs (--json, or JSON logs), not a second copy on the terminal.
+                report_error(err, log=bool(options.get("json")) or settings.ORKIVA_LOG_FORMAT == "json")
                 self._emit_error(err, options)
                 sys.exit(exit_code_for(err))
             if options.get("json"):
@@ -114,27 +132,34 @@ class OrkivaCommand(BaseCommand):
         if options.get("json"):
             self.stdout.write(json.dumps(body, default=str))
         else:
-            self.stderr.write(f"error: {err.code}: {err.message}")
+            self.stderr.write(f"error: {err.code}: {err.message} (request id {body['request_id']})")
             if err.details:
                 self.stderr.write(f"details: {json.dumps(err.details, default=str)}")
 
 
-def render_mapping(data: Any, indent: int = 0) -> str:
-    pad = "  " * indent
-    lines: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, (dict, list)) and value:
-                lines.append(f"{pad}{key}:")
-                lines.append(render_mapping(value, indent + 1))
-            else:
-                lines.append(f"{pad}{key}: {'' if value is None else value}")
-    elif isinstance(data, list):
-        for item in data:
-            if isinstance(item, dict):
-                lines.append(f"{pad}- " + ", ".join(f"{k}={v}" for k, v in item.items() if not isinstance(v, (dict, list))))
-            else:
-                lines.append(f"{pad}- {item}")
+def cell(value: Any) -> str:
+    """One value as a table shows it: null as `-`, booleans as JSON writes them, nested values as
+    compact JSON (never dropped), long text cut at 80 characters."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str, separators=(",", ":")) if value else "-"
     else:
-        lines.append(f"{pad}{data}")
-    return "\n".join(lines)
+        text = " ".join(str(value).split())
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def render_rows(rows: list[dict[str, Any]], columns: list[tuple[str, Any]], *, empty: str) -> str:
+    """Rows as an aligned table with a header line; each column is (header, key or function of the row)."""
+    if not rows:
+        return empty
+    body = [[cell(pick(row) if callable(pick) else row.get(pick)) for _, pick in columns] for row in rows]
+    return tabulate(body, headers=[header for header, _ in columns], tablefmt="simple", disable_numparse=True)
+
+
+def render_mapping(data: dict[str, Any]) -> str:
+    """One document (an inspection, a command's result) as a two-column table: each field and its value."""
+    return tabulate([[key, cell(value)] for key, value in data.items()], headers=["field", "value"],
+                    tablefmt="simple", disable_numparse=True)

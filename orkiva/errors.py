@@ -211,14 +211,15 @@ def to_domain_error(exc: BaseException) -> DomainError | None:
     return None
 
 
-def report_error(err: DomainError) -> None:
-    """Every interface's renderer calls this once per failure: audit the refusal, count it."""
+def report_error(err: DomainError, *, log: bool = True) -> None:
+    """Every interface's renderer calls this once per failure: audit the refusal, count it, log it
+    (`log=False`: a command that prints the error to a person itself)."""
     from orkiva import observability
     from policy.audit import audit_refusal
 
     if err.audit:
         audit_refusal(err)
-    observability.record_failure(err)
+    observability.record_failure(err, log=log)
 
 
 def render_domain_error(err: DomainError) -> dict[str, Any]:

@@ -59,12 +59,14 @@ MCP_WAITERS = Gauge(
 )
 
 
-def record_failure(err) -> None:
+def record_failure(err, *, log: bool = True) -> None:
     """A refused request (any interface): counted by code; 401s also as auth failures."""
     FAILURES.labels(code=err.code, status=str(err.status)).inc()
     if err.status == 401:
         AUTH_FAILURES.labels(code=err.code).inc()
     current_call().error_code = err.code
+    if not log:
+        return
     log = logger.warning if err.status < 500 else logger.error
     fields = {}
     if err.status >= 500 and err.__cause__ is not None:  # the database's failure behind a 503

@@ -190,9 +190,12 @@ def test_inspect_config_and_readable_tables(thread, executioner, reviewer):
     ping_pong(thread, (executioner, reviewer), 20)
     table = run_manage("orkiva_inspect", "escalations")
     assert table.returncode == 0
-    assert "no_progress" in table.stdout and "BLOCKING" in table.stdout and "{" not in table.stdout
+    header, _, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["id", "status", "reason", "blocking"]
+    assert any(row.split()[1:4] == ["open", "no_progress", "true"] for row in rows), table.stdout
     view = run_manage("orkiva_inspect", "thread", str(thread.pk))
-    assert "blocked since" in view.stdout and "no_progress" in view.stdout
+    blocked = next(line for line in view.stdout.splitlines() if line.startswith("blocked "))
+    assert '"reason_code":"no_progress"' in blocked and "status_reason_code" in view.stdout
     refused = run_manage("orkiva_unblock", "--thread-id", str(thread.pk))
     assert refused.returncode == 2 and "reason_required" in refused.stderr and refused.stdout == ""
 

@@ -13,13 +13,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orkiva.commands import OrkivaCommand, render_mapping
+from orkiva.commands import OrkivaCommand, render_mapping, render_rows
 from orkiva.errors import ValidationFailed
 from orkiva.versioning import SCHEMA_VERSION
 from policy import selectors
 from policy.config import policy_config
 from policy.models import Escalation
 from policy.presenters import audit_json, escalation_json, policy_json
+
+ESCALATION_COLUMNS = [("id", "escalation_id"), ("status", "status"), ("reason", "reason_code"),
+                      ("blocking", "blocking"), ("thread", "thread_id"), ("workspace", "workspace_id"),
+                      ("opened", "opened_at"), ("why", "reason")]
+AUDIT_COLUMNS = [("id", "id"), ("at", "created_at"), ("action", "action"), ("actor", "actor_id"),
+                 ("target", lambda e: f"{e['target_type']}:{e['target_id']}" if e["target_type"] else None),
+                 ("code", "reason_code"), ("count", "count"), ("why", "reason")]
+MESSAGE_COLUMNS = [("seq", "seq"), ("sender", "sender"), ("kind", "kind"), ("state", "item_state"),
+                   ("reply to", "in_reply_to"), ("at", "created_at"), ("body", "body")]
+WAKE_COLUMNS = [("wake", "wake_id"), ("status", "status"), ("reason", "reason_code"), ("path", "path"),
+                ("thread", "thread_id"), ("created", "created_at"), ("finished", "finished_at")]
 
 VIEWS = ("thread", "agent", "escalations", "escalation", "audit", "wake", "config")
 NEEDS_ID = {"thread": "a thread id", "agent": "an agent id", "escalation": "an escalation id", "wake": "a wake id"}
@@ -39,6 +50,16 @@ def _since(value: str) -> datetime | None:
 
 class Command(OrkivaCommand):
     help = "Inspect threads, agents, escalations, the audit log, wakes and the effective policy (read-only)."
+    action_needs = {
+        "thread": "a thread id; optional --limit (messages shown)",
+        "agent": "an agent id and --workspace-id",
+        "escalations": "nothing (open ones); optional --all, --workspace-id, --thread-id, --reason-code, --limit",
+        "escalation": "an escalation id",
+        "audit": "nothing; optional --workspace-id, --action, --actor, --target-type, --target-id, --thread-id, "
+                 "--reason-code, --since, --before-id, --limit",
+        "wake": "a wake id",
+        "config": "nothing",
+    }
 
     def add_options(self, parser) -> None:
         parser.add_argument("what", choices=VIEWS)
@@ -142,32 +163,28 @@ class Command(OrkivaCommand):
 
     def render_table(self, result: dict[str, Any]) -> str:
         if "escalations" in result and "thread" not in result:
-            rows = [
-                f"#{e['escalation_id']} {e['status']:<8} {e['reason_code']:<17} thread {e['thread_id']} "
-                f"({e['workspace_id']}) {'BLOCKING ' if e['blocking'] else ''}{e['opened_at']}: {e['reason'] or ''}"
-                for e in result["escalations"]
-            ]
-            return "\n".join(rows) or "no escalations"
+            return render_rows(result["escalations"], ESCALATION_COLUMNS, empty="no escalations")
         if "events" in result:
-            rows = [
-                f"{e['id']:>6} {e['created_at']} {e['action']:<22} {e['actor_id']:<24} "
-                f"{e['target_type'] or ''}:{e['target_id'] or ''} {e['reason_code'] or ''} {e['reason'] or ''}"
-                for e in result["events"]
-            ]
-            return "\n".join(rows) or "no audit events"
+            return render_rows(result["events"], AUDIT_COLUMNS, empty="no audit events")
         if "thread" in result:
             summary = result["summary"]
-            head = [
-                f"thread {summary['thread_id']} \"{summary['title']}\" status {summary['status']}"
-                f" ({summary['turns_since_progress']} turns since progress)",
-            ]
-            if summary["blocked"]:
-                blocked = summary["blocked"]
-                head.append(f"blocked since {blocked['since']}: {blocked['reason_code']} "
-                            f"(escalation {blocked['escalation_id']}) {blocked['reason'] or ''}")
-            head += [f"  #{m['seq']} {m['sender']} [{m['kind']}] {' '.join(m['body'].split())[:120]}"
-                     for m in result["messages"]]
-            head += [f"escalation #{e['escalation_id']} {e['status']} {e['reason_code']}: {e['reason'] or ''}"
-                     for e in result["escalations"]]
-            return "\n".join(head)
+            parts = [render_mapping({k: summary[k] for k in (
+                "thread_id", "title", "status", "status_reason_code", "turns_since_progress", "blocked",
+                "open_findings", "open_questions", "last_seq")})]
+            parts.append(render_rows(result["messages"], MESSAGE_COLUMNS, empty="no messages"))
+            if result["escalations"]:
+                parts.append(render_rows(result["escalations"], ESCALATION_COLUMNS, empty=""))
+            return "\n\n".join(parts)
+        if "sessions" in result:  # an agent
+            parts = [render_mapping({"agent_id": result["agent_id"], "workspace_id": result["workspace_id"],
+                                     "runtime": result["runtime"]})]
+            parts.append(render_rows(result["threads"], [("thread", "thread_id"), ("status", "status"),
+                                                         ("turns", "turns_since_progress"), ("last seq", "last_seq"),
+                                                         ("title", "title")], empty="no threads"))
+            parts.append(render_rows(result["wakes"], WAKE_COLUMNS, empty="no wakes"))
+            parts.append(render_rows(result["sessions"], [("session", "session_id"), ("runtime", "runtime_type"),
+                                                          ("resumable", "resumable"),
+                                                          ("last heartbeat", "last_heartbeat_at")],
+                                     empty="no sessions"))
+            return "\n\n".join(parts)
         return render_mapping(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orkiva.commands import OrkivaCommand, render_mapping
+from orkiva.commands import OrkivaCommand, render_mapping, render_rows
 from orkiva.errors import ValidationFailed
 from policy.identity import ROLE_PARTICIPANT, TOKEN_ROLES
 from sessions.models import RUNTIME_TYPES
@@ -14,12 +14,27 @@ from supervisor.presenters import runtime_json, wake_json
 from supervisor.selectors import runtime_list
 from orkiva.versioning import SCHEMA_VERSION, iso
 
+RUNTIME_COLUMNS = [("workspace", "workspace_id"), ("agent", "agent_id"), ("runtime", "runtime_type"),
+                   ("mode", "management_mode"), ("state", "state"), ("paused", "paused"), ("agent state", "agent_state"),
+                   ("pane", "pty_target"), ("session", "session_id"), ("last heartbeat", "last_heartbeat_at")]
+
 ACTIONS = ("launch", "attach", "list", "pause", "resume", "deregister", "wake", "cancel-wake")
 NEEDS_REASON = ("attach", "pause", "resume", "deregister", "cancel-wake")
 
 
 class Command(OrkivaCommand):
     help = __doc__
+    action_needs = {
+        "launch": "--agent-id, --workspace-id; --runtime (codex, default; claude; other, which needs --command); "
+                  "optional --prompt, --workdir, --session-id, --role",
+        "attach": "--agent-id, --workspace-id, --target (the tmux pane), --reason; optional --runtime, --tmux-socket",
+        "list": "nothing; optional --workspace-id",
+        "pause": "--agent-id, --workspace-id, --reason",
+        "resume": "--agent-id, --workspace-id, --reason",
+        "deregister": "--agent-id, --workspace-id, --reason",
+        "wake": "--agent-id, --workspace-id, --thread-id; --force needs --reason",
+        "cancel-wake": "--wake-id, --workspace-id, --reason",
+    }
 
     def add_options(self, parser) -> None:
         parser.add_argument("action", choices=ACTIONS)
@@ -55,14 +70,14 @@ class Command(OrkivaCommand):
                     "schema_version": SCHEMA_VERSION}
         if action == "cancel-wake":
             if not options["wake_id"] or not workspace_id:
-                raise ValidationFailed("Give --wake-id and --workspace-id.", code="usage_error")
+                raise ValidationFailed("cancel-wake needs --wake-id and --workspace-id (see --help).", code="usage_error")
             wake = services.wake_cancel(
                 operator=self.operator_actor(options, workspace_id=workspace_id), wake_id=options["wake_id"],
                 reason=reason,
             )
             return wake_json(wake)
         if not agent_id or not workspace_id:
-            raise ValidationFailed("Give --agent-id and --workspace-id.", code="usage_error")
+            raise ValidationFailed(f"{action} needs --agent-id and --workspace-id (see --help).", code="usage_error")
         operator = self.operator_actor(options, workspace_id=workspace_id)
         if action == "launch":
             result = services.runtime_launch(
@@ -83,7 +98,8 @@ class Command(OrkivaCommand):
             }
         if action == "attach":
             if not options["target"]:
-                raise ValidationFailed("Give --target, the tmux pane the agent runs in.", code="usage_error")
+                raise ValidationFailed("attach needs --target, the tmux pane the agent runs in (see --help).",
+                                       code="usage_error")
             result = services.runtime_attach(
                 operator=operator, agent_id=agent_id, workspace_id=workspace_id, runtime_type=options["runtime"],
                 target=options["target"], tmux_socket=options["tmux_socket"], session_id=options["session_id"],
@@ -109,7 +125,7 @@ class Command(OrkivaCommand):
             return {"runtime": runtime_json(runtime), "schema_version": SCHEMA_VERSION}
         # wake
         if not options["thread_id"]:
-            raise ValidationFailed("Give --thread-id.", code="usage_error")
+            raise ValidationFailed("wake needs --thread-id (see --help).", code="usage_error")
         wake = services.wake_trigger(
             actor=operator, thread_id=options["thread_id"], agent_id=agent_id, reason=reason, force=options["force"]
         )
@@ -117,9 +133,7 @@ class Command(OrkivaCommand):
 
     def render_table(self, result: dict[str, Any]) -> str:
         if "runtimes" in result:
-            lines = [f"{r['workspace_id']}/{r['agent_id']}: {r['runtime_type']} {r['management_mode']} {r['state']}"
-                     f"{' paused' if r['paused'] else ''} agent {r['agent_state']} {r['pty_target'] or ''}"
-                     for r in result["runtimes"]]
+            table = render_rows(result["runtimes"], RUNTIME_COLUMNS, empty="no runtimes")
             guidance = next((r["guidance"] for r in result["runtimes"] if "guidance" in r), None)
-            return "\n".join(lines + ([f"\n{guidance}"] if guidance else [])) or "no runtimes"
+            return table + (f"\n\n{guidance}" if guidance else "")
         return render_mapping(result)
