@@ -35,6 +35,16 @@ URL=${ORKIVA_PUBLIC_URL:-http://127.0.0.1:8000}
 FIX_DELAY=${FIX_DELAY:-8}
 json_field() { "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
+# A run before this one in the workspace left its agents registered and running: deregister them,
+# so this run's launches replace them (a launch kills a deregistered agent's old tmux session) and
+# no wake of this run reaches an old agent.
+for agent in executioner reviewer; do
+    if "$PYTHON" manage.py orkiva_runtime deregister --agent-id "$agent" --workspace-id "$WORKSPACE" \
+        --reason "pilot re-run: replacing the previous run's agent" --json >/dev/null; then
+        echo "pilot: deregistered the previous run's $agent"
+    fi
+done
+
 # The coordinator's token outlives the run, an operator's unblock included.
 TOKEN=$("$PYTHON" manage.py orkiva_issue_token --agent-id coordinator --workspace-id "$WORKSPACE" \
     --role coordinator --session-id pilot-coordinator --ttl $((TIMEOUT + 600)) --json | json_field '["token"]')
@@ -43,14 +53,20 @@ THREAD=$(curl -sf -X POST "$URL/v1/threads" -H "Authorization: Bearer $TOKEN" -H
     | json_field '["id"]')
 echo "pilot: thread $THREAD in workspace $WORKSPACE"
 
-launch() {  # agent-id, then the scripted agent's arguments
-    local agent=$1; shift
-    ORKIVA_PUBLIC_URL=$URL "$PYTHON" manage.py orkiva_runtime launch --agent-id "$agent" --workspace-id "$WORKSPACE" \
-        --runtime codex --workdir "$PWD" --reason "pilot run" --json \
-        --command "$PYTHON -m pilot.agent $agent --thread $THREAD $*" | json_field '["attach"]'
+launch() {  # agent-id, then the scripted agent's arguments; prints how to attach to it
+    local agent=$1 out; shift
+    if ! out=$(ORKIVA_PUBLIC_URL=$URL "$PYTHON" manage.py orkiva_runtime launch --agent-id "$agent" \
+        --workspace-id "$WORKSPACE" --runtime codex --workdir "$PWD" --reason "pilot run" --json \
+        --command "$PYTHON -m pilot.agent $agent --thread $THREAD $*"); then
+        echo "pilot: launching $agent failed: $out" >&2
+        return 1
+    fi
+    echo "$out" | json_field '["attach"]'
 }
-echo "pilot: executioner: $(launch executioner --fix-delay "$FIX_DELAY")"
-echo "pilot: reviewer:    $(launch reviewer --stubborn "$STUBBORN")"
+attach=$(launch executioner --fix-delay "$FIX_DELAY") || exit 1
+echo "pilot: executioner: $attach"
+attach=$(launch reviewer --stubborn "$STUBBORN") || exit 1
+echo "pilot: reviewer:    $attach"
 
 deadline=$((SECONDS + TIMEOUT))
 status=open
@@ -73,5 +89,17 @@ while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 2
 done
 echo "pilot: thread is $status"
+# The report counts wakes by outcome: let the last ones settle (a minute at most) before printing it;
+# the report says so if some have not.
+for _ in $(seq 1 30); do
+    active=$("$PYTHON" manage.py orkiva_pilot_report --workspace-id "$WORKSPACE" --thread "$THREAD" --json \
+        | json_field '["totals"]["wakes"]["active"]') || break
+    [ "$active" = 0 ] && break
+    sleep 2
+done
 "$PYTHON" manage.py orkiva_pilot_report --workspace-id "$WORKSPACE" --thread "$THREAD"
+echo "pilot: the agents keep running in tmux (attach as printed above). To stop them:"
+echo "  $PYTHON manage.py orkiva_runtime deregister --agent-id executioner --workspace-id $WORKSPACE --reason done"
+echo "  $PYTHON manage.py orkiva_runtime deregister --agent-id reviewer --workspace-id $WORKSPACE --reason done"
+echo "  (a later run in this workspace does that itself and replaces them)"
 [ "$status" = resolved ] || [ "$status" = closed ]

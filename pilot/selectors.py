@@ -30,6 +30,7 @@ from orkiva.versioning import SCHEMA_VERSION, iso
 from pilot.models import Feedback
 from policy.identity import ROLE_OPERATOR
 from policy.models import AuditEvent, Escalation
+from supervisor import reasons
 from supervisor.models import WakeRequest
 from threads.models import Thread
 
@@ -134,6 +135,8 @@ def _wake_summary(wakes: list[WakeRequest]) -> dict[str, Any]:
         "by_status": dict(sorted(outcomes.items())),
         "latency_seconds_by_path": {path: distribution(values) for path, values in sorted(by_path.items())},
         "operator_wakes": sum(1 for w in wakes if w.source == "operator"),
+        # still under way: their outcome is not in by_status's final counts yet
+        "active": sum(1 for w in wakes if w.status in reasons.ACTIVE_STATUSES),
     }
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import os
 import shlex
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -26,8 +27,8 @@ from pilot.agent import Bridge, connect
 from policy.identity import Actor
 from policy.models import AuditEvent
 from sessions.models import AgentSession
-from supervisor import tmux
-from supervisor.models import WakeRequest
+from supervisor import reasons, tmux
+from supervisor.models import Runtime, WakeRequest
 from tests.conftest import token_for
 from tests.live import REPO, bridge_server, qcluster, run_manage_json, subprocess_env
 from tests.supervisor.conftest import tmux_server  # noqa: F401 (fixture: a private tmux server)
@@ -243,3 +244,35 @@ def test_looping_agents_are_blocked_escalated_and_finish_after_an_operator_unblo
     assert repeated.count() == 3  # the third identical finding is the one that blocked the thread
     row = report_for(pilot)
     assert row["escalations"] >= 1 and row["human_interventions"] >= 1
+
+
+def test_run_pilot_sh_runs_twice_in_one_workspace(tmp_path, tmux_server):
+    """The operator's script, as the docs run it, twice in one workspace: the second run replaces the
+    first run's agents (it got 409 runtime_already_managed, printed KeyError: 'attach' and hung while
+    its wake was typed into the old reviewer); each run resolves its thread, and its report waits
+    for the wakes to settle."""
+    pilot = Pilot(tmp_path, tmux_server.socket_name, {})
+    with bridge_server(tmp_path, env={**pilot.env}) as bridge:
+        env = {**pilot.env, "ORKIVA_PUBLIC_URL": bridge.base_url, "PYTHON": sys.executable, "FIX_DELAY": "3"}
+        with qcluster(tmp_path, env=env):
+            runs = []
+            for _ in range(2):
+                run = subprocess.run(["bash", str(REPO / "pilot" / "run_pilot.sh"), "--workspace-id", "ws-rerun",
+                                      "--timeout", "120"], cwd=REPO, env=env, capture_output=True, text=True,
+                                     timeout=300)
+                runs.append(run)
+                assert run.returncode == 0, run.stdout + run.stderr
+    first, second = (re.search(r"pilot: thread (\S+) in workspace", r.stdout).group(1) for r in runs)
+    assert first != second
+    assert "deregistered the previous run's executioner" in runs[1].stdout
+    assert "deregistered the previous run's reviewer" in runs[1].stdout
+    for run in runs:
+        assert "pilot: thread is resolved" in run.stdout and "have not settled" not in run.stdout
+        assert "orkiva_runtime deregister --agent-id reviewer --workspace-id ws-rerun" in run.stdout
+    assert Thread.objects.get(pk=second).status == "resolved"
+    assert_no_human_relay(second)
+    # the second thread's wakes reached the second run's agents only: made after they registered
+    registered = dict(Runtime.objects.filter(workspace_id="ws-rerun").values_list("agent_id", "registered_at"))
+    wakes = list(WakeRequest.objects.filter(thread_id=second))
+    assert wakes and all(w.created_at >= registered[w.agent_id] for w in wakes)
+    assert all(w.status in reasons.FINAL_STATUSES for w in wakes)  # the report waited for them

@@ -56,6 +56,9 @@ class Command(OrkivaCommand):
             f"p90 {_seconds(cycle['p90'])}; {totals['wakes']['count']} wakes, {totals['escalations']} escalations, "
             f"{totals['human_interventions']} human interventions"
         )
+        if totals["wakes"]["active"]:
+            lines.append(f"  note: {totals['wakes']['active']} wakes have not settled yet (their outcome is not "
+                         "counted): run the report again in a moment")
         for path, stats in totals["wakes"]["latency_seconds_by_path"].items():
             lines.append(f"  wake path {path}: {stats['count']} settled, median {_seconds(stats['median'])}, "
                          f"p90 {_seconds(stats['p90'])}")
