@@ -1,6 +1,8 @@
 """/v1 message endpoints: post (idempotent), read after a cursor, ack."""
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -10,20 +12,28 @@ from rest_framework.views import APIView
 from messaging import kinds, services
 from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
-from orkiva.api_base import SeqField, TextField, errors, parse, payload_dict
+from orkiva.api_base import NOT_BLANK, IdentifierField, SeqField, TextField, errors, parse, payload_dict
 from orkiva.errors import ValidationFailed
 from policy.services import check_payload_identity
 from supervisor.services import ACK_CURSOR, ACK_READ, wakes_acknowledge
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# In a header a key is visible ASCII, spaces only inside (HTTP trims them at the ends): the rule the
+# header is checked against, as the OpenAPI document states it.
+IDEMPOTENCY_HEADER_RE = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
+IDEMPOTENCY_HEADER_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False, pattern=f"^{IDEMPOTENCY_HEADER_RE.pattern}$",
+    description="Makes a retry safe (or the body's idempotency_key): 1-255 visible ASCII characters.")
 
 
 class MessagePostIn(serializers.Serializer):
-    body = TextField(help_text="The message text (limit: ORKIVA_MAX_MESSAGE_BODY_CHARS).")
+    body = TextField(pattern=NOT_BLANK, pattern_help="must not be blank",
+                     help_text="The message text (limit: ORKIVA_MAX_MESSAGE_BODY_CHARS; longer is 413 body_too_large).")
     kind = serializers.ChoiceField(choices=kinds.POSTABLE_KINDS, default=kinds.MESSAGE)
     in_reply_to = SeqField(min_value=1, required=False, allow_null=True, default=None)
-    idempotency_key = TextField(max_length=255, min_length=1, required=False, allow_null=True, default=None)
-    sender = TextField(required=False, help_text="Optional; must equal the token's agent_id.")
+    idempotency_key = TextField(pattern=services.IDEMPOTENCY_KEY_RE.pattern, required=False, allow_null=True,
+                                default=None, pattern_help="1-255 characters, no control characters")
+    sender = IdentifierField(required=False, help_text="Optional; must equal the token's agent_id.")
 
 
 class MessageOut(serializers.Serializer):
@@ -53,7 +63,8 @@ class MessagePageOut(serializers.Serializer):
 
 class MessageListQuery(serializers.Serializer):
     after_seq = SeqField(required=False, help_text="Default: the caller's read cursor.")
-    limit = serializers.IntegerField(min_value=1, required=False)
+    # the bound as the OpenAPI document states it; the check reads the setting as it is now
+    limit = serializers.IntegerField(min_value=1, max_value=settings.ORKIVA_READ_LIMIT_MAX, required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.ORKIVA_READ_LIMIT_MAX:
@@ -73,7 +84,10 @@ class CursorOut(serializers.Serializer):
 
 
 def idempotency_key_of(request, payload_key: str | None) -> str | None:
-    header_key = services.check_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+    header_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if header_key is not None and IDEMPOTENCY_HEADER_RE.fullmatch(header_key) is None:
+        raise ValidationFailed("The Idempotency-Key header is 1-255 visible ASCII characters.",
+                               code="invalid_idempotency_key")
     if header_key is not None and payload_key is not None and header_key != payload_key:
         raise ValidationFailed(
             "The Idempotency-Key header and the idempotency_key field differ.", code="idempotency_key_mismatch"
@@ -102,7 +116,7 @@ class MessageCollectionView(APIView):
     @extend_schema(
         operation_id="messages_post",
         request=MessagePostIn,
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False)],
+        parameters=[IDEMPOTENCY_HEADER_PARAMETER],
         responses={
             201: MessageOut,
             200: OpenApiResponse(MessageOut, description="Idempotent replay of an earlier post."),
@@ -131,7 +145,7 @@ class AckView(APIView):
     @extend_schema(
         operation_id="messages_ack",
         request=AckIn,
-        responses={200: CursorOut, **errors(400, 401, 403, 404)},
+        responses={200: CursorOut, **errors(400, 401, 403, 404, 409)},
         description="Move your read cursor forward to `seq`. An older seq is a no-op returning the current cursor.",
     )
     def post(self, request, thread_id: str):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -39,15 +40,17 @@ class CursorState:
 
 
 IDEMPOTENCY_KEY_MAX = 255
+# 1-255 characters and no control characters (C0, DEL, C1): keys travel in headers and logs. A rule
+# a schema can state (REST's OpenAPI document and MCP's input schemas both do).
+IDEMPOTENCY_KEY_RE = re.compile(rf"[^\x00-\x1f\x7f-\x9f]{{1,{IDEMPOTENCY_KEY_MAX}}}")
 
 
 def check_idempotency_key(key: str | None) -> str | None:
-    """Keys are 1-255 printable characters (they travel in headers and logs)."""
     if key is None:
         return None
-    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not isinstance(key, str) or IDEMPOTENCY_KEY_RE.fullmatch(key) is None:
         raise ValidationFailed(
-            f"An idempotency key is 1-{IDEMPOTENCY_KEY_MAX} printable characters.",
+            f"An idempotency key is 1-{IDEMPOTENCY_KEY_MAX} characters, none of them control characters.",
             code="invalid_idempotency_key",
         )
     return key
@@ -271,7 +274,8 @@ def _message_post_locked(*, actor: Actor, thread_id, body: str, kind: str, in_re
         return PostResult(message=original, replay=True)
     check_thread_accepts_posts(thread)
     if in_reply_to is not None and not 1 <= in_reply_to <= thread.last_seq:
-        raise ValidationFailed(
+        # 409: a well-formed seq the thread's present state does not have
+        raise Conflict(
             f"in_reply_to must name an existing message of this thread (1..{thread.last_seq}).",
             code="invalid_reply_target",
             details={"in_reply_to": in_reply_to, "last_seq": thread.last_seq},
@@ -325,7 +329,7 @@ def cursor_ack(*, actor: Actor, thread_id, seq: int, now: datetime | None = None
     """Move the actor's read cursor forward to `seq`; an older seq leaves it where it is."""
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.CURSOR_ACK)
     if seq < 0 or seq > thread.last_seq:
-        raise ValidationFailed(
+        raise Conflict(  # 409: a well-formed seq past the thread's present last_seq
             f"seq must be between 0 and the thread's last_seq ({thread.last_seq}).",
             code="seq_out_of_range",
             details={"seq": seq, "last_seq": thread.last_seq},

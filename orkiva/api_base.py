@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from orkiva.errors import ValidationFailed
+from policy.identity import IDENTIFIER_HELP, IDENTIFIER_RE
 
 MAX_BIGINT = 2**63 - 1
 
@@ -19,12 +21,53 @@ def _encodable(value: str) -> None:
 
 
 class TextField(serializers.CharField):
-    """A CharField that refuses what the database cannot store: NUL (DRF's own check) and lone surrogates."""
+    """A CharField that refuses what the database cannot store (NUL, DRF's own check, and lone
+    surrogates) and anything not a string (DRF would take 0 for "0"). `pattern` (a regex matched
+    whole) is enforced and published in the OpenAPI document, so the schema states the rule."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, pattern: str | None = None, pattern_help: str = "", **kwargs):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
         self.validators.append(_encodable)
+        if pattern is None:
+            pattern, pattern_help = r"[^\x00]*", pattern_help or "Null characters are not allowed."
+        elif self.allow_blank:
+            pattern = rf"(?:{pattern})?"  # a blank value is valid too (DRF skips the validators for it)
+        # \A and \Z: the whole text (drf-spectacular writes them as ECMA's ^ and $)
+        message = (pattern_help or f"must match {pattern}").replace("%", "%%")  # Django formats it with params
+        self.validators.append(RegexValidator(rf"\A(?:{pattern})\Z", message=message))
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# Text neither blank nor holding NUL, as a pattern matched whole.
+NOT_BLANK = r"(?=[\s\S]*\S)[^\x00]*"
+
+
+def IdentifierField(*, query: bool = False, **kwargs) -> TextField:  # noqa: N802 - a field, named like one
+    """An agent, workspace or session id, its rule (policy.identity) stated in the schema."""
+    return (QueryTextField if query else TextField)(pattern=IDENTIFIER_RE.pattern, pattern_help=IDENTIFIER_HELP,
+                                                    **kwargs)
+
+
+class _BlankIsAValue:
+    """A query parameter given blank (`?status=`) is a value to validate (and refuse), not one left out."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
+class QueryChoiceField(_BlankIsAValue, serializers.ChoiceField):
+    pass
+
+
+class QueryTextField(_BlankIsAValue, TextField):
+    pass
 
 
 class SeqField(serializers.IntegerField):

@@ -164,6 +164,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "orkiva.schema.blank_alternative_any_of"],
 }
 
 # --- MCP (/v1/mcp and manage.py orkiva_mcp_stdio; docs/mcp.md) --------------------------------

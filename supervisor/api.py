@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orkiva.api_base import TextField, errors, parse, payload_dict
+from orkiva.api_base import IdentifierField, TextField, errors, parse, payload_dict
 from orkiva.versioning import EVENT_VERSION
 from policy.services import check_payload_identity
 from sessions.models import RUNTIME_TYPES
@@ -15,11 +15,12 @@ from supervisor import services
 from supervisor.models import AGENT_STATES, PTY_BACKENDS, PTY_NONE
 from supervisor.presenters import runtime_json, wake_json
 from supervisor.selectors import wake_get
+from supervisor.services.runtimes import PANE_TARGET
 from supervisor.services.signals import EVENTS, runtime_signal
 
 
 class WakeIn(serializers.Serializer):
-    agent_id = TextField(max_length=128, help_text="The participant to wake.")
+    agent_id = IdentifierField(help_text="The participant to wake.")
     reason = TextField(max_length=1000, required=False, default="", allow_blank=True)
 
 
@@ -62,26 +63,28 @@ class WakeOut(serializers.Serializer):
 
 class RuntimeIn(serializers.Serializer):
     runtime_type = serializers.ChoiceField(choices=RUNTIME_TYPES, default="codex")
-    session_id = TextField(max_length=128, required=False, default="", allow_blank=True)
+    session_id = IdentifierField(required=False, default="", allow_blank=True)
     pid = serializers.IntegerField(min_value=1, max_value=2**31 - 1, required=False, allow_null=True, default=None)
     pty_backend = serializers.ChoiceField(choices=PTY_BACKENDS, default=PTY_NONE)
-    pty_target = TextField(max_length=256, required=False, default="", allow_blank=True)
+    pty_target = TextField(max_length=256, required=False, default="", allow_blank=True, pattern=PANE_TARGET.pattern,
+                           pattern_help="a tmux target: session:window.pane, or a pane id such as %3")
     host = TextField(max_length=255, required=False, default="", allow_blank=True)
-    agent_id = TextField(required=False, help_text="Optional; must equal the token's agent_id.")
-    workspace_id = TextField(required=False, help_text="Optional; must equal the token's workspace_id.")
+    agent_id = IdentifierField(required=False, help_text="Optional; must equal the token's agent_id.")
+    workspace_id = IdentifierField(required=False, help_text="Optional; must equal the token's workspace_id.")
 
 
 class RuntimeHeartbeatIn(serializers.Serializer):
-    session_id = TextField(max_length=128, required=False, default="", allow_blank=True)
+    session_id = IdentifierField(required=False, default="", allow_blank=True)
 
 
 class RuntimeEventIn(serializers.Serializer):
     event = serializers.ChoiceField(choices=list(EVENTS), help_text="What the agent's CLI reported.")
-    session_id = TextField(max_length=128, required=False, default="", allow_blank=True,
-                           help_text="The CLI's own session id (Codex's thread id, Claude Code's session id).")
-    workdir = TextField(max_length=1024, required=False, default="", allow_blank=True,
-                        help_text="The directory the session runs in (an absolute path).")
-    wake_ref = TextField(max_length=32, required=False, default="", allow_blank=True,
+    session_id = IdentifierField(required=False, default="", allow_blank=True,
+                                 help_text="The CLI's own session id (Codex's thread id, Claude Code's session id).")
+    workdir = TextField(max_length=1024, required=False, default="", allow_blank=True, pattern=r"/[^\x00]*",
+                        pattern_help="an absolute path", help_text="The directory the session runs in (an absolute path).")
+    wake_ref = TextField(max_length=32, required=False, default="", allow_blank=True, pattern=r"w-[0-9a-f]{12}",
+                         pattern_help="w- and 12 hexadecimal digits",
                          help_text="turn_started: the wake marker (w-...) found in the prompt, if any.")
     event_version = serializers.IntegerField(
         required=False, default=EVENT_VERSION, min_value=1, max_value=EVENT_VERSION,
@@ -118,7 +121,7 @@ class WakeTriggerView(APIView):
     @extend_schema(
         operation_id="wakes_trigger",
         request=WakeIn,
-        responses={202: WakeOut, **errors(400, 401, 403, 404, 429)},
+        responses={202: WakeOut, **errors(400, 401, 403, 404, 409, 429)},
         description="Ask the supervisor to wake a participant about this thread. Answers at once with the "
         "wake's id, status and trace; a burst of triggers collapses onto one wake (`deduped`).",
     )
@@ -171,7 +174,7 @@ class RuntimeEventView(APIView):
     @extend_schema(
         operation_id="runtimes_event",
         request=RuntimeEventIn,
-        responses={200: RuntimeOut, **errors(400, 401, 403, 404)},
+        responses={200: RuntimeOut, **errors(400, 401, 403, 404, 409)},
         description="What your CLI is doing, reported by the hooks a launch configures (supervisor/hook.py): "
         "a session or a turn started or ended, an approval awaited. Not a heartbeat.",
     )

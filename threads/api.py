@@ -1,13 +1,15 @@
 """/v1 thread endpoints: thin views over threads.services and threads.selectors."""
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.api import IDEMPOTENCY_HEADER, idempotency_key_of
-from orkiva.api_base import TextField, errors, parse, payload_dict
+from messaging.api import IDEMPOTENCY_HEADER_PARAMETER, idempotency_key_of
+from messaging.services import IDEMPOTENCY_KEY_RE
+from orkiva.api_base import NOT_BLANK, IdentifierField, QueryChoiceField, TextField, errors, parse, payload_dict
 from orkiva.versioning import SCHEMA_VERSION
 from policy.roles import Op
 from policy.services import check_payload_identity
@@ -18,11 +20,14 @@ from threads.summary import thread_summary
 
 
 class ThreadCreateIn(serializers.Serializer):
-    title = TextField(max_length=300)
-    type = TextField(max_length=64, help_text="A lowercase slug such as `review` or `task`.")
-    participants = serializers.ListField(child=TextField(max_length=128), max_length=256)
-    workspace_id = TextField(required=False, help_text="Optional; must equal the token's workspace.")
-    idempotency_key = TextField(max_length=255, min_length=1, required=False, allow_null=True, default=None,
+    title = TextField(max_length=300, pattern=NOT_BLANK, pattern_help="must not be blank")
+    type = TextField(pattern=services.TYPE_RE.pattern, pattern_help=services.TYPE_HELP,
+                     help_text="A lowercase slug such as `review` or `task`.")
+    participants = serializers.ListField(child=IdentifierField(), min_length=1,
+                                         max_length=settings.ORKIVA_MAX_PARTICIPANTS)
+    workspace_id = IdentifierField(required=False, help_text="Optional; must equal the token's workspace.")
+    idempotency_key = TextField(pattern=IDEMPOTENCY_KEY_RE.pattern, pattern_help="1-255 characters, no control characters",
+                                required=False, allow_null=True, default=None,
                                 help_text="Makes a retry return the thread the first attempt made (or use the "
                                 "Idempotency-Key header).")
 
@@ -55,8 +60,8 @@ class ThreadListOut(serializers.Serializer):
 
 
 class ThreadListQuery(serializers.Serializer):
-    status = serializers.ChoiceField(choices=transitions.STATUSES, required=False)
-    participant = TextField(max_length=128, required=False)
+    status = QueryChoiceField(choices=transitions.STATUSES, required=False)
+    participant = IdentifierField(query=True, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
     offset = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
 
@@ -67,8 +72,8 @@ class StatusIn(serializers.Serializer):
 
 
 class ParticipantsIn(serializers.Serializer):
-    add = serializers.ListField(child=TextField(max_length=128), required=False, default=list, max_length=256)
-    remove = serializers.ListField(child=TextField(max_length=128), required=False, default=list, max_length=256)
+    add = serializers.ListField(child=IdentifierField(), required=False, default=list, max_length=256)
+    remove = serializers.ListField(child=IdentifierField(), required=False, default=list, max_length=256)
     reason = TextField(max_length=2000, required=False, default="", allow_blank=True)
 
 
@@ -156,7 +161,7 @@ class ThreadCollectionView(APIView):
     @extend_schema(
         operation_id="threads_create",
         request=ThreadCreateIn,
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=False)],
+        parameters=[IDEMPOTENCY_HEADER_PARAMETER],
         responses={
             201: ThreadOut,
             200: OpenApiResponse(ThreadOut, description="Idempotent replay of an earlier create."),
@@ -202,7 +207,7 @@ class ThreadParticipantsView(APIView):
     @extend_schema(
         operation_id="threads_participants",
         request=ParticipantsIn,
-        responses={200: ThreadOut, **errors(400, 401, 403, 404)},
+        responses={200: ThreadOut, **errors(400, 401, 403, 404, 409)},
     )
     def post(self, request, thread_id: str):
         data = parse(ParticipantsIn, payload_dict(request.data))

@@ -23,6 +23,7 @@ from threads.models import Participant, Thread
 from threads.selectors import participant_list, thread_get
 
 TYPE_RE = re.compile(r"[a-z][a-z0-9_\-]{0,63}")  # matched whole: no trailing newline
+TYPE_HELP = "a lowercase slug: a-z, 0-9, _ and -, starting with a letter, at most 64"
 TITLE_MAX = 300
 
 
@@ -34,7 +35,7 @@ def check_thread_input(*, title: str, type: str, participants: list[str]) -> lis
     elif len(title) > TITLE_MAX:
         errors["title"] = f"at most {TITLE_MAX} characters"
     if not TYPE_RE.fullmatch(type):
-        errors["type"] = "a lowercase slug: a-z, 0-9, _ and -, starting with a letter, at most 64"
+        errors["type"] = TYPE_HELP
     unique = list(dict.fromkeys(participants))
     if not unique:
         errors["participants"] = "at least one agent id"
@@ -155,8 +156,8 @@ def check_transition(*, actor: Actor, thread: Thread, target: str, reason: str) 
                     "new": {"status": target},
                 },
             )
-        if not reason.strip():
-            raise ValidationFailed(
+        if not reason.strip():  # 409: the thread's present status is what makes this move need one
+            raise Conflict(
                 f"Moving a thread from {current} to {target} needs a reason.", code="reason_required"
             )
 
@@ -246,19 +247,24 @@ def thread_status_apply(
 def participants_change(
     *, actor: Actor, thread_id, add: list[str], remove: list[str], reason: str = "", now: datetime | None = None
 ) -> Thread:
-    """Add and remove participants (coordinators). New participants start with a cursor at 0."""
+    """Add and remove participants (coordinators). New participants start with a cursor at 0. A
+    request that changes nothing (no ids, or only ids already in or already out) answers the thread."""
     thread = thread_get(actor=actor, thread_id=thread_id, op=Op.PARTICIPANTS_MANAGE, lock=True)
     bad = [a for a in [*add, *remove] if not is_identifier(a)]
-    if bad or not (add or remove):
+    if bad:
         raise ValidationFailed(
             "Name agent ids to add or remove.", details={"fields": {"add": IDENTIFIER_HELP, "remove": IDENTIFIER_HELP}}
         )
     before = participant_list(thread)
     after = sorted((set(before) | set(add)) - set(remove))
+    if after == before:  # nothing named, or nothing that changes: nothing done, nothing audited
+        thread._participant_ids = frozenset(before)
+        return thread
     if not after:
-        raise ValidationFailed("A thread keeps at least one participant.", code="participants_empty")
+        raise Conflict("A thread keeps at least one participant.", code="participants_empty")
     if len(after) > settings.ORKIVA_MAX_PARTICIPANTS:
-        raise ValidationFailed(f"At most {settings.ORKIVA_MAX_PARTICIPANTS} participants.")
+        raise Conflict(f"At most {settings.ORKIVA_MAX_PARTICIPANTS} participants.", code="too_many_participants",
+                       details={"limit": settings.ORKIVA_MAX_PARTICIPANTS, "after": len(after)})
     moment = now or timezone.now()
     added = [a for a in after if a not in before]
     Participant.objects.bulk_create(

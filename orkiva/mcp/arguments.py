@@ -27,8 +27,8 @@ NOT_BLANK = r"^(?=[\s\S]*\S)[^\u0000]*$"
 UUID_TEXT = r"^[0-9A-Fa-f-]{32,36}$"
 IDENTIFIER_PATTERN = f"^{IDENTIFIER_RE.pattern}$"
 TYPE_PATTERN = f"^{TYPE_RE.pattern}$"
-# REST takes any printable key; a schema cannot say "printable" portably, so MCP's are printable ASCII.
-IDEMPOTENCY_KEY_PATTERN = rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+# messaging.services.IDEMPOTENCY_KEY_RE, in ECMA's spelling
+IDEMPOTENCY_KEY_PATTERN = rf"^[^\u0000-\u001f\u007f-\u009f]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
 
 
 def pattern(regex: str) -> dict[str, str]:

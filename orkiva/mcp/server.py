@@ -74,7 +74,7 @@ ReadLimit = Annotated[
 IdempotencyKey = Annotated[
     str | None,
     Field(json_schema_extra=pattern(IDEMPOTENCY_KEY_PATTERN),
-          description="Your key (printable ASCII): a retry with it returns the first result instead of doing it twice."),
+          description="Your key (no control characters): a retry with it returns the first result, not a second."),
 ]
 OwnIdentity = Annotated[
     str | None,

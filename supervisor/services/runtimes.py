@@ -35,11 +35,11 @@ from supervisor.services.credentials import credential_revoke
 from supervisor.services.trace import SYSTEM_ID, SYSTEM_ROLE, runtime_for_update, runtime_snapshot, wakes_release
 
 
-_PANE_TARGET = re.compile(r"(?:[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+|%[0-9]+)")
+PANE_TARGET = re.compile(r"(?:[A-Za-z0-9_\-$%@]+:[0-9@]+\.[0-9%]+|%[0-9]+)")
 
 
 def is_pane_target(value: str) -> bool:
-    return bool(_PANE_TARGET.fullmatch(value))
+    return bool(PANE_TARGET.fullmatch(value))
 
 
 def check_runtime_input(*, session_id: str, runtime_type: str, pty_backend: str, pty_target: str) -> None:

@@ -54,8 +54,8 @@ def check_signal_place(runtime: Runtime, *, actor: Actor, session_id: str, workd
     session is no other agent's."""
     inside = workdir == runtime.workdir or workdir.startswith(runtime.workdir.rstrip("/") + "/")
     if workdir and runtime.workdir and not inside:
-        raise ValidationFailed("The directory is not this runtime's.", details={"fields": {
-            "workdir": f"the runtime's directory ({runtime.workdir}) or one below it"}})
+        raise Conflict("The directory is not this runtime's.", code="workdir_outside_runtime", details={
+            "workdir": f"the runtime's directory ({runtime.workdir}) or one below it"})
     if session_id and AgentSession.objects.filter(session_id=session_id).exclude(
         workspace_id=actor.workspace_id, agent_id=actor.agent_id
     ).exists():

@@ -181,7 +181,7 @@ def wake_trigger(
     if not is_identifier(agent_id):
         raise ValidationFailed("Not a valid agent id.", details={"fields": {"agent_id": IDENTIFIER_HELP}})
     if agent_id not in participant_ids(thread):
-        raise ValidationFailed(
+        raise Conflict(  # 409: a well-formed id the thread's present participants do not hold
             f"{agent_id} is not a participant of this thread.", code="agent_not_in_thread",
             details={"agent_id": agent_id},
         )

@@ -97,7 +97,7 @@ def test_read_page_and_ack(thread, executioner, reviewer):
     after = ex.get(url(thread)).json()
     assert [m["seq"] for m in after["messages"]] == [4] and after["last_read_seq"] == 3
     past = ex.post(url(thread, "ack"), {"seq": 5}, format="json")
-    assert past.status_code == 400 and past.json()["error"]["code"] == "seq_out_of_range"
+    assert past.status_code == 409 and past.json()["error"]["code"] == "seq_out_of_range"
     assert past.json()["error"]["details"] == {"seq": 5, "last_seq": 4}
     assert ReadCursor.objects.get(thread=thread, agent_id="executioner").last_read_seq == 3
 
@@ -119,7 +119,7 @@ def test_read_default_limit(thread, executioner, reviewer, settings):
 def test_in_reply_to_over_rest(thread, executioner, reviewer):
     client_for(reviewer).post(url(thread), {"body": "bug", "kind": "finding"}, format="json")
     bad = client_for(executioner).post(url(thread), {"body": "fix", "kind": "fix", "in_reply_to": 7}, format="json")
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_reply_target"
+    assert bad.status_code == 409 and bad.json()["error"]["code"] == "invalid_reply_target"
     good = client_for(executioner).post(url(thread), {"body": "fix", "kind": "fix", "in_reply_to": 1}, format="json")
     assert good.status_code == 201 and good.json()["in_reply_to"] == 1
 

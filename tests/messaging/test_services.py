@@ -35,7 +35,7 @@ def test_seqs_are_per_thread(coordinator, executioner):
 @pytest.mark.parametrize("target", [0, 2, 99])
 def test_in_reply_to_must_name_an_existing_seq(thread, executioner, target):
     post(executioner, thread)
-    with pytest.raises(ValidationFailed) as exc:
+    with pytest.raises(Conflict) as exc:  # 409: a seq the thread does not have yet
         post(executioner, thread, in_reply_to=target)
     assert exc.value.code == "invalid_reply_target"
     thread.refresh_from_db()
@@ -195,7 +195,7 @@ def test_ack_moves_forward_only(thread, executioner, reviewer):
 def test_ack_out_of_range(thread, executioner, reviewer, seq):
     for _ in range(3):
         post(reviewer, thread)
-    with pytest.raises(ValidationFailed) as exc:
+    with pytest.raises(Conflict) as exc:  # 409: past the thread's present last_seq
         cursor_ack(actor=executioner, thread_id=thread.pk, seq=seq)
     assert exc.value.code == "seq_out_of_range"
     assert ReadCursor.objects.get(thread=thread, agent_id="executioner").last_read_seq == 0

@@ -126,7 +126,7 @@ def test_replays_are_not_counted(settings, thread, executioner):
 
 def test_refused_posts_are_not_counted(settings, thread, executioner):
     settings.ORKIVA_RATE_LIMIT_THREAD_POSTS = 1
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(Conflict):  # invalid_reply_target
         message_post(actor=executioner, thread_id=str(thread.pk), body="x", in_reply_to=99, now=NOW)
     assert not RateCounter.objects.exists()
     message_post(actor=executioner, thread_id=str(thread.pk), body="stored", now=NOW)

@@ -39,7 +39,7 @@ def test_trigger_answers_at_once_with_trace(thread, executioner):
 @pytest.mark.parametrize(
     "payload, status, code",
     [
-        ({"agent_id": "nobody"}, 400, "agent_not_in_thread"),
+        ({"agent_id": "nobody"}, 409, "agent_not_in_thread"),
         ({"agent_id": "bad id!"}, 400, "validation_error"),
         ({}, 400, "validation_error"),
         ({"agent_id": "reviewer", "workspace_id": "ws-other"}, 403, "claim_mismatch"),

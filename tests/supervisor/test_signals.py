@@ -240,7 +240,7 @@ def test_the_end_of_a_turn_wakes_nobody_who_read_everything(runtime, thread, exe
 def test_a_signal_may_not_claim_another_directory_or_another_agents_session(runtime):
     Runtime.objects.filter(pk=runtime.pk).update(workdir="/srv/project")
     reply = event({"event": "session_started", "workdir": "/srv/other"})
-    assert reply.status_code == 400 and "workdir" in reply.json()["error"]["details"]["fields"]
+    assert reply.status_code == 409 and reply.json()["error"]["code"] == "workdir_outside_runtime"
     assert event({"event": "session_started", "workdir": "/srv/project/sub"}).status_code == 200
     remember_session("executioner", "theirs-1", now=timezone.now())
     reply = event({"event": "session_started", "session_id": "theirs-1"})

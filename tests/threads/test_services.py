@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from messaging.models import ReadCursor
-from orkiva.errors import Forbidden, NotFound, ValidationFailed
+from orkiva.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from policy.identity import Actor
 from policy.models import AuditEvent
 from threads.models import Participant, Thread
@@ -87,13 +87,20 @@ def test_participants_change(thread, coordinator):
 
 
 @pytest.mark.parametrize(
-    "add,remove,code",
-    [([], [], "validation_error"), (["bad id"], [], "validation_error"), ([], ["executioner", "reviewer"], "participants_empty")],
+    "add,remove,code,status",
+    [(["bad id"], [], "validation_error", 400), ([], ["executioner", "reviewer"], "participants_empty", 409)],
 )
-def test_participants_change_validates(thread, coordinator, add, remove, code):
-    with pytest.raises(ValidationFailed) as exc:
+def test_participants_change_validates(thread, coordinator, add, remove, code, status):
+    with pytest.raises(DomainError) as exc:
         participants_change(actor=coordinator, thread_id=thread.pk, add=add, remove=remove)
-    assert exc.value.code == code
+    assert (exc.value.code, exc.value.status) == (code, status)
+
+
+def test_a_participants_change_that_changes_nothing_answers_the_thread_and_audits_nothing(thread, coordinator):
+    for add, remove in (([], []), (["executioner"], ["outsider"])):
+        same = participants_change(actor=coordinator, thread_id=thread.pk, add=add, remove=remove)
+        assert sorted(same._participant_ids) == ["executioner", "reviewer"]
+    assert not AuditEvent.objects.filter(action="thread.participants").exists()
 
 
 def test_participant_cannot_manage_participants(thread, executioner):

@@ -91,7 +91,8 @@ def test_coordinator_closes_a_disputed_thread_only_with_a_reason():
     client = client_for(COORDINATOR)
     for payload in ({"status": "closed"}, {"status": "closed", "reason": "   "}):
         response = client.post(f"/v1/threads/{thread.pk}/status", payload, format="json")
-        assert response.status_code == 400 and response.json()["error"]["code"] == "reason_required"
+        # 409: the thread's present status is what makes the move need a reason
+        assert response.status_code == 409 and response.json()["error"]["code"] == "reason_required"
     thread.refresh_from_db()
     assert thread.status == "disputed"
     response = client.post(f"/v1/threads/{thread.pk}/status", {"status": "closed", "reason": "ruled"}, format="json")
