@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import serializers
+from rest_framework import parsers, serializers
+from rest_framework.exceptions import ParseError
 
 from orkiva.errors import ValidationFailed
 from policy.identity import IDENTIFIER_HELP, IDENTIFIER_RE
@@ -18,6 +19,17 @@ def _encodable(value: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise serializers.ValidationError("Text must be valid Unicode (no lone surrogates).") from None
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, with a body nested deeper than the parser goes (`[[[[...`, a few kB) a 400
+    `malformed_json` like any other bad JSON (DRF catches ValueError only: it was a 500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
 
 
 class TextField(serializers.CharField):

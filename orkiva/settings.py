@@ -150,7 +150,7 @@ if ORKIVA_THREADS < 1 or ORKIVA_BODY_TIMEOUT_SECONDS <= 0 or ORKIVA_SEND_TIMEOUT
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["orkiva.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orkiva.api_base.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "orkiva.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -102,7 +102,7 @@ def audit_refusal(err, *, now: datetime | None = None) -> list[AuditEvent]:
                    for t in AuditTally.objects.select_for_update().filter(match)}
         over = [t for t in tallies.values() if t.window_start <= open_since]
         if over:  # this actor's previous window is over: its repeats go on the record first
-            _flush(over)
+            _flush(over, moment)
             tallies = {k: t for k, t in tallies.items() if t.window_start > open_since}
         counted = [tallies[k].pk for k in keys if k in tallies]
         if counted:
@@ -120,11 +120,12 @@ def audit_refusal(err, *, now: datetime | None = None) -> list[AuditEvent]:
         return written
 
 
-def _flush(tallies: list[AuditTally]) -> None:
-    """Append one row per window that counted repeats; close the windows."""
+def _flush(tallies: list[AuditTally], now: datetime) -> None:
+    """Append one row per window that counted repeats, dated now (its window is in `new`, so a
+    reader polling with --since sees it); close the windows."""
     AuditEvent.objects.bulk_create([
         AuditEvent(
-            created_at=t.last_at, workspace_id=t.workspace_id, actor_id=t.actor_id, actor_role=t.actor_role,
+            created_at=now, workspace_id=t.workspace_id, actor_id=t.actor_id, actor_role=t.actor_role,
             action=t.action, reason_code=t.reason_code, count=t.repeats, request_id=t.last_request_id,
             reason=f"{t.repeats} more refusals like the first of this window, summed up (targets not kept).",
             new_values={"window_start": t.window_start.isoformat(), "window_end": t.last_at.isoformat(),
@@ -142,5 +143,5 @@ def audit_tallies_flush(*, now: datetime | None = None) -> int:
     open_since = moment - timedelta(seconds=settings.ORKIVA_AUDIT_REFUSAL_WINDOW_SECONDS)
     with transaction.atomic():
         over = list(AuditTally.objects.select_for_update(skip_locked=True).filter(window_start__lte=open_since))
-        _flush(over)
+        _flush(over, moment)
     return sum(1 for t in over if t.repeats)

@@ -38,6 +38,8 @@ def check_message(body: bytes, protocol_version: str | None) -> None:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise EnvelopeError(PARSE_ERROR, "parse_error", "Parse error: the body is not valid JSON.") from None
+    except RecursionError:  # nested deeper than the parser goes: a bad body, not a crash
+        raise EnvelopeError(PARSE_ERROR, "parse_error", "Parse error: the JSON is nested too deeply.") from None
     if isinstance(message, list):
         raise EnvelopeError(INVALID_REQUEST, "batch_not_supported",
                             "Batch requests are not supported (MCP removed JSON-RPC batching); send one message "

@@ -12,6 +12,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from messaging import kinds
 from messaging.models import Message, ReadCursor
 from messaging.selectors import cursor_position, unread_count
 from orkiva import observability, sql
@@ -326,12 +327,15 @@ def wakes_missed(*, now: datetime | None = None) -> list[WakeRequest]:
             .annotate(read_to=Coalesce(Subquery(cursor), 0)).filter(last_seq__gt=F("read_to"))
         )
         for thread in threads:
+            # status changes write a message of their own and never run the rule: not a missed post
             newest = (Message.objects.filter(thread=thread, seq__gt=thread.read_to).exclude(sender=runtime.agent_id)
-                      .order_by("-seq").values("created_at", "sender").first())
+                      .exclude(kind=kinds.STATUS).order_by("-seq").values("created_at", "sender").first())
             if newest is None or not runtime.registered_at <= newest["created_at"] <= settled:
                 continue
             key = dedupe_key_for(workspace_id=thread.workspace_id, agent_id=runtime.agent_id, thread_id=thread.pk)
-            if WakeRequest.objects.filter(dedupe_key=key, created_at__gte=newest["created_at"]).exists():
+            # a wake since the post, or one the post's rule would have collapsed onto (its dedupe window)
+            since = newest["created_at"] - timedelta(seconds=settings.ORKIVA_WAKE_DEDUPE_WINDOW_SECONDS)
+            if WakeRequest.objects.filter(dedupe_key=key, created_at__gte=since).exists():
                 continue
             try:
                 with transaction.atomic():
@@ -341,6 +345,8 @@ def wakes_missed(*, now: datetime | None = None) -> list[WakeRequest]:
                 from orkiva.errors import report_error
 
                 report_error(err)  # audited and counted
+                continue
+            if getattr(wake, "deduped", False):  # an active wake covers it already: nothing was missed
                 continue
             logger.warning("wake_missed", extra={"wake_id": str(wake.pk), "agent_id": runtime.agent_id,
                                                  "thread_id": str(thread.pk)})

@@ -323,3 +323,11 @@ def test_a_refused_host_is_a_json_400_naming_the_setting(world):
     assert not failures and response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "disallowed_host" and "ORKIVA_ALLOWED_HOSTS" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/threads", "/v1/threads/{thread_id}/messages", "/v1/sessions/heartbeat",
+                                  "/v1/runtimes/events"])
+def test_json_nested_past_the_parser_is_malformed_json_not_a_500(world, path):
+    """A few kB of `[[[[...` exhausted the JSON parser's recursion: DRF caught only ValueError."""
+    response = send_raw(client(), "post", fill(path, world), b"[" * 5000)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "malformed_json", response.content

@@ -486,6 +486,7 @@ def test_the_sdks_own_refusals_answer_in_the_error_contract(coordinator):
 ENVELOPES = {
     # name: (body, extra headers, HTTP status, JSON-RPC code, data.code, a phrase of the message, id answered)
     "not JSON": ('{"jsonrpc": ', {}, 400, -32700, "parse_error", "not valid JSON", None),
+    "nested past the parser": ("[" * 5000, {}, 400, -32700, "parse_error", "nested too deeply", None),
     "a batch": ('[{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]', {}, 400, -32600, "batch_not_supported",
                 "Batch requests are not supported", None),
     "not an object": ('"tools/list"', {}, 400, -32600, "invalid_request", "must be a JSON object", None),

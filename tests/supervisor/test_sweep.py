@@ -21,6 +21,7 @@ from supervisor.services.wakes import MISSED_AFTER_SECONDS
 from supervisor.tasks import supervisor_sweep
 from tests.supervisor.conftest import launch_stand_in, wait_for
 from tests.supervisor.test_launch import credential_of
+from threads.services import thread_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -63,6 +64,24 @@ def test_the_sweep_leaves_alone_what_the_rule_handled_or_would_skip(thread, exec
         message_post(actor=reviewer, thread_id=thread.pk, body="Two.")
     runtime_register(actor=executioner, runtime_type="codex", session_id="e", now=later)
     assert wakes_missed(now=later + timedelta(minutes=5)) == []
+    assert WakeRequest.objects.count() == 1
+
+
+def test_status_changes_and_posts_the_rule_collapsed_are_not_missed_wakes(
+    thread, executioner, reviewer, coordinator, django_capture_on_commit_callbacks
+):
+    """A status change writes a message of its own and never runs the rule; a post the rule's dedupe
+    collapsed onto an earlier wake was not missed either: the sweep wakes for neither."""
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    runtime_register(actor=reviewer, runtime_type="codex", session_id="s", now=an_hour_ago)
+    thread_transition(actor=coordinator, thread_id=thread.pk, status="active", reason="")
+    later = timezone.now() + timedelta(seconds=MISSED_AFTER_SECONDS + 1)
+    assert wakes_missed(now=later) == []  # the status message is not a post
+    with django_capture_on_commit_callbacks(execute=True):
+        message_post(actor=executioner, thread_id=thread.pk, body="One.")
+        message_post(actor=executioner, thread_id=thread.pk, body="Two.")  # collapses onto the first's wake
+    assert WakeRequest.objects.count() == 1
+    assert wakes_missed(now=timezone.now() + timedelta(seconds=MISSED_AFTER_SECONDS + 1)) == []
     assert WakeRequest.objects.count() == 1
 
 

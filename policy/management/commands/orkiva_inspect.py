@@ -139,6 +139,9 @@ class Command(OrkivaCommand):
         return escalation_json(selectors.escalation_get(escalation_id))
 
     def view_audit(self, _ident: str, options) -> dict[str, Any]:
+        from policy.audit import audit_tallies_flush
+
+        audit_tallies_flush()  # repeats of windows that are over, even where no supervisor sweeps
         found = selectors.audit_list(
             workspace_id=options["workspace_id"] or None,
             action=options["action"] or None,
