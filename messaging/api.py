@@ -12,7 +12,9 @@ from rest_framework.views import APIView
 from messaging import kinds, services
 from messaging.presenters import cursor_json, message_json, page_json
 from messaging.selectors import message_page
-from orkiva.api_base import NOT_BLANK, IdentifierField, SeqField, TextField, errors, parse, payload_dict
+from orkiva.api_base import (
+    NOT_BLANK, IdentifierField, QueryIntegerField, QuerySeqField, SeqField, TextField, errors, parse, payload_dict,
+)
 from orkiva.errors import ValidationFailed
 from policy.services import check_payload_identity
 from supervisor.services import ACK_CURSOR, ACK_READ, wakes_acknowledge
@@ -62,9 +64,9 @@ class MessagePageOut(serializers.Serializer):
 
 
 class MessageListQuery(serializers.Serializer):
-    after_seq = SeqField(required=False, help_text="Default: the caller's read cursor.")
+    after_seq = QuerySeqField(required=False, help_text="Default: the caller's read cursor.")
     # the bound as the OpenAPI document states it; the check reads the setting as it is now
-    limit = serializers.IntegerField(min_value=1, max_value=settings.ORKIVA_READ_LIMIT_MAX, required=False)
+    limit = QueryIntegerField(min_value=1, max_value=settings.ORKIVA_READ_LIMIT_MAX, required=False)
 
     def validate_limit(self, value: int) -> int:
         if value > settings.ORKIVA_READ_LIMIT_MAX:

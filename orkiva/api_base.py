@@ -82,11 +82,20 @@ class QueryTextField(_BlankIsAValue, TextField):
     pass
 
 
+class QueryIntegerField(_BlankIsAValue, serializers.IntegerField):
+    pass
+
+
 class SeqField(serializers.IntegerField):
     def __init__(self, **kwargs):
         kwargs.setdefault("min_value", 0)
         kwargs.setdefault("max_value", MAX_BIGINT)
         super().__init__(**kwargs)
+
+
+class QuerySeqField(_BlankIsAValue, SeqField):
+    pass
+
 
 
 def parse(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

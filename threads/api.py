@@ -9,7 +9,9 @@ from rest_framework.views import APIView
 
 from messaging.api import IDEMPOTENCY_HEADER_PARAMETER, idempotency_key_of
 from messaging.services import IDEMPOTENCY_KEY_RE
-from orkiva.api_base import NOT_BLANK, IdentifierField, QueryChoiceField, TextField, errors, parse, payload_dict
+from orkiva.api_base import (
+    NOT_BLANK, IdentifierField, QueryChoiceField, QueryIntegerField, TextField, errors, parse, payload_dict,
+)
 from orkiva.versioning import SCHEMA_VERSION
 from policy.roles import Op
 from policy.services import check_payload_identity
@@ -62,8 +64,8 @@ class ThreadListOut(serializers.Serializer):
 class ThreadListQuery(serializers.Serializer):
     status = QueryChoiceField(choices=transitions.STATUSES, required=False)
     participant = IdentifierField(query=True, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=200, default=50)
-    offset = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
+    limit = QueryIntegerField(min_value=1, max_value=200, default=50)
+    offset = QueryIntegerField(min_value=0, max_value=10**9, default=0)
 
 
 class StatusIn(serializers.Serializer):
