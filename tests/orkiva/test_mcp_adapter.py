@@ -114,7 +114,8 @@ def test_a_failed_check_leaves_the_waiters_waiting_and_the_watcher_keeps_going(m
 
     async def scenario():
         watcher = ThreadWatcher(poll_seconds=0.05)
-        during_outage = await watcher.wait(thread_id=thread.pk, after_seq=0, timeout=0.5)  # not woken
+        # not woken; long enough for a busy machine to check more than once at 0.05 s polls
+        during_outage = await watcher.wait(thread_id=thread.pk, after_seq=0, timeout=2)
         checks = watcher.checks
         later = asyncio.create_task(watcher.wait(thread_id=thread.pk, after_seq=0, timeout=10))
         await asyncio.to_thread(post_and_disconnect, actor=executioner, thread_id=thread.pk, body="after")
