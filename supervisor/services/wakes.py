@@ -253,6 +253,18 @@ def wakes_for_post(*, thread_id, sender: str, now: datetime | None = None, threa
     return woken
 
 
+def _threads_behind(*, workspace_id: str, agent_id: str):
+    """The threads the agent takes part in (not blocked or closed) with messages after its read
+    cursor, each annotated with `read_to`, its cursor's seq."""
+    cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=agent_id).values("last_read_seq")[:1]
+    return (
+        Thread.objects.filter(workspace_id=workspace_id, participants__agent_id=agent_id)
+        .exclude(status__in=(transitions.BLOCKED, transitions.CLOSED))
+        .annotate(read_to=Coalesce(Subquery(cursor), 0))
+        .filter(last_seq__gt=F("read_to"))
+    )
+
+
 def wakes_for_unread(*, workspace_id: str, agent_id: str, thread_id=None, now: datetime | None = None
                      ) -> list[WakeRequest]:
     """An agent whose CLI reports its state has just finished a turn: wake it about each thread it has
@@ -264,13 +276,7 @@ def wakes_for_unread(*, workspace_id: str, agent_id: str, thread_id=None, now: d
     if not settings.ORKIVA_WAKE_AUTO:
         return []
     moment = now or timezone.now()
-    cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=agent_id).values("last_read_seq")[:1]
-    threads = (
-        Thread.objects.filter(workspace_id=workspace_id, participants__agent_id=agent_id)
-        .exclude(status__in=(transitions.BLOCKED, transitions.CLOSED))
-        .annotate(read_to=Coalesce(Subquery(cursor), 0))
-        .filter(last_seq__gt=F("read_to"))
-    )
+    threads = _threads_behind(workspace_id=workspace_id, agent_id=agent_id)
     if thread_id is not None:
         threads = threads.filter(pk=thread_id)
     woken = []
@@ -320,13 +326,7 @@ def wakes_missed(*, now: datetime | None = None) -> list[WakeRequest]:
                 runtime, now=moment, activity=last_activity(runtime, workspace_id=runtime.workspace_id,
                                                              agent_id=runtime.agent_id)) == ST_ACTIVE:
             continue
-        cursor = ReadCursor.objects.filter(thread=OuterRef("pk"), agent_id=runtime.agent_id).values("last_read_seq")[:1]
-        threads = (
-            Thread.objects.filter(workspace_id=runtime.workspace_id, participants__agent_id=runtime.agent_id)
-            .exclude(status__in=(transitions.BLOCKED, transitions.CLOSED))
-            .annotate(read_to=Coalesce(Subquery(cursor), 0)).filter(last_seq__gt=F("read_to"))
-        )
-        for thread in threads:
+        for thread in _threads_behind(workspace_id=runtime.workspace_id, agent_id=runtime.agent_id):
             # status changes write a message of their own and never run the rule: not a missed post
             newest = (Message.objects.filter(thread=thread, seq__gt=thread.read_to).exclude(sender=runtime.agent_id)
                       .exclude(kind=kinds.STATUS).order_by("-seq").values("created_at", "sender").first())
