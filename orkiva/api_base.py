@@ -32,6 +32,12 @@ class JSONParser(parsers.JSONParser):
             raise ParseError("JSON parse error - nested too deeply.") from None
 
 
+# Text rules as patterns matched whole, written so Python and ECMA-262 read them alike (REST's
+# OpenAPI document and MCP's input schemas publish them): no NUL; neither blank nor NUL.
+NO_NUL = r"[^\x00]*"
+NOT_BLANK = r"(?=[\s\S]*\S)[^\x00]*"
+
+
 class TextField(serializers.CharField):
     """A CharField that refuses what the database cannot store (NUL, DRF's own check, and lone
     surrogates) and anything not a string (DRF would take 0 for "0"). `pattern` (a regex matched
@@ -42,7 +48,7 @@ class TextField(serializers.CharField):
         super().__init__(**kwargs)
         self.validators.append(_encodable)
         if pattern is None:
-            pattern, pattern_help = r"[^\x00]*", pattern_help or "Null characters are not allowed."
+            pattern, pattern_help = NO_NUL, pattern_help or "Null characters are not allowed."
         elif self.allow_blank:
             pattern = rf"(?:{pattern})?"  # a blank value is valid too (DRF skips the validators for it)
         # \A and \Z: the whole text (drf-spectacular writes them as ECMA's ^ and $)
@@ -53,10 +59,6 @@ class TextField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
-
-
-# Text neither blank nor holding NUL, as a pattern matched whole.
-NOT_BLANK = r"(?=[\s\S]*\S)[^\x00]*"
 
 
 def IdentifierField(*, query: bool = False, **kwargs) -> TextField:  # noqa: N802 - a field, named like one
@@ -95,7 +97,6 @@ class SeqField(serializers.IntegerField):
 
 class QuerySeqField(_BlankIsAValue, SeqField):
     pass
-
 
 
 def parse(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

@@ -17,18 +17,18 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from messaging.services import IDEMPOTENCY_KEY_MAX
+from messaging.services import IDEMPOTENCY_KEY_RE
+from orkiva import api_base
 from policy.identity import IDENTIFIER_RE
 from threads.services import TYPE_RE
 
 # The text rules, as patterns (lookaheads: one linear scan each, in both engines).
-NO_NUL = r"^[^\u0000]*$"
-NOT_BLANK = r"^(?=[\s\S]*\S)[^\u0000]*$"
+NO_NUL = f"^{api_base.NO_NUL}$"
+NOT_BLANK = f"^{api_base.NOT_BLANK}$"
 UUID_TEXT = r"^[0-9A-Fa-f-]{32,36}$"
 IDENTIFIER_PATTERN = f"^{IDENTIFIER_RE.pattern}$"
 TYPE_PATTERN = f"^{TYPE_RE.pattern}$"
-# messaging.services.IDEMPOTENCY_KEY_RE, in ECMA's spelling
-IDEMPOTENCY_KEY_PATTERN = rf"^[^\u0000-\u001f\u007f-\u009f]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+IDEMPOTENCY_KEY_PATTERN = f"^{IDEMPOTENCY_KEY_RE.pattern}$"
 
 
 def pattern(regex: str) -> dict[str, str]:
